@@ -1,0 +1,2 @@
+//! Configuration: file, environment, CLI, validated into an immutable `Arc<Config>`.
+pub mod uri;

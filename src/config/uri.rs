@@ -1,0 +1,1 @@
+//! MongoDB connection-string parsing (filled in by the URI work).

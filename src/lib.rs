@@ -1,0 +1,5 @@
+//! mongoplex (layout map written as modules land)
+#![forbid(unsafe_code)]
+pub mod address;
+pub mod config;
+pub mod sdam;
