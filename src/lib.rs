@@ -3,3 +3,4 @@
 pub mod address;
 pub mod config;
 pub mod sdam;
+pub mod wire;

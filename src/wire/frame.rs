@@ -1,0 +1,256 @@
+//! Framing: splitting a byte stream into whole messages, with the length checked before
+//! any allocation.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{read_i32, Header, OpCode, WireError, HEADER_LEN};
+
+/// One whole wire message, header included, in a buffer the proxy may patch in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    buf: BytesMut,
+}
+
+impl Frame {
+    /// Wraps bytes that already hold a complete message whose length field matches.
+    pub fn from_bytes(buf: BytesMut) -> Result<Self, WireError> {
+        let len = read_i32(&buf, 0).ok_or(WireError::Truncated(buf.len()))?;
+        if usize::try_from(len).ok() != Some(buf.len()) || buf.len() < HEADER_LEN {
+            return Err(WireError::malformed(
+                "frame",
+                "length field does not match the buffer",
+            ));
+        }
+        Ok(Self { buf })
+    }
+
+    pub fn header(&self) -> Header {
+        // The constructor guarantees 16 bytes.
+        Header::parse(&self.buf).unwrap_or(Header {
+            length: 0,
+            request_id: 0,
+            response_to: 0,
+            op_code: 0,
+        })
+    }
+
+    pub fn op_code(&self) -> Option<OpCode> {
+        read_i32(&self.buf, 12).and_then(OpCode::from_i32)
+    }
+
+    pub fn request_id(&self) -> i32 {
+        read_i32(&self.buf, 4).unwrap_or(0)
+    }
+
+    pub fn response_to(&self) -> i32 {
+        read_i32(&self.buf, 8).unwrap_or(0)
+    }
+
+    pub fn set_request_id(&mut self, id: i32) {
+        self.buf[4..8].copy_from_slice(&id.to_le_bytes());
+    }
+
+    pub fn set_response_to(&mut self, id: i32) {
+        self.buf[8..12].copy_from_slice(&id.to_le_bytes());
+    }
+
+    /// The bytes after the header.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[HEADER_LEN..]
+    }
+
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADER_LEN..]
+    }
+
+    /// The whole message, ready to write to a socket.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn into_inner(self) -> BytesMut {
+        self.buf
+    }
+}
+
+/// Takes one frame off the front of `src` if it is complete. Lengths are validated
+/// against `max` before anything is reserved, so a hostile length costs nothing.
+pub fn decode_frame(src: &mut BytesMut, max: usize) -> Result<Option<Frame>, WireError> {
+    let Some(len) = read_i32(src, 0) else {
+        return Ok(None);
+    };
+    let len_usize = usize::try_from(len).map_err(|_| WireError::LengthTooSmall(len))?;
+    if len_usize < HEADER_LEN {
+        return Err(WireError::LengthTooSmall(len));
+    }
+    if len_usize > max {
+        return Err(WireError::LengthTooLarge {
+            len: i64::from(len),
+            max,
+        });
+    }
+    if src.len() < len_usize {
+        src.reserve(len_usize - src.len());
+        return Ok(None);
+    }
+    if OpCode::from_i32(read_i32(src, 12).unwrap_or(0)).is_none() {
+        let op = read_i32(src, 12).unwrap_or(0);
+        src.advance(len_usize);
+        return Err(WireError::UnknownOpCode(op));
+    }
+    Ok(Some(Frame {
+        buf: src.split_to(len_usize),
+    }))
+}
+
+/// A tokio-util codec over [`decode_frame`]; encoding writes the frame's bytes.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    pub max_len: usize,
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        decode_frame(src, self.max_len)
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, item: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        dst.extend_from_slice(item.as_bytes());
+        Ok(())
+    }
+}
+
+/// Initial read buffer size: large enough for typical commands in one read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Reads frames from a stream with a buffer that can be released while the peer is idle,
+/// so an idle client costs no buffer memory.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        Self { buf: BytesMut::new() }
+    }
+
+    /// True when no partial message is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Drops the buffer's allocation when nothing is buffered.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Reads until one frame is complete. `Ok(None)` is a clean EOF between messages.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        max: usize,
+    ) -> Result<Option<Frame>, WireError> {
+        loop {
+            if let Some(frame) = decode_frame(&mut self.buf, max)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            if io.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(WireError::Truncated(self.buf.len()))
+                };
+            }
+        }
+    }
+
+    /// Buffered bytes not yet part of a frame (for tests and diagnostics).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(len: i32, op: i32) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&7i32.to_le_bytes());
+        b.extend_from_slice(&0i32.to_le_bytes());
+        b.extend_from_slice(&op.to_le_bytes());
+        b.resize(usize::try_from(len.max(16)).unwrap(), 0);
+        b
+    }
+
+    #[test]
+    fn lengths_are_checked_before_allocating() {
+        let mut b = BytesMut::from(&i32::MAX.to_le_bytes()[..]);
+        assert!(matches!(
+            decode_frame(&mut b, 1000),
+            Err(WireError::LengthTooLarge { .. })
+        ));
+        assert!(b.capacity() < 1000);
+        let mut b = BytesMut::from(&5i32.to_le_bytes()[..]);
+        assert!(matches!(
+            decode_frame(&mut b, 1000),
+            Err(WireError::LengthTooSmall(5))
+        ));
+        let mut b = BytesMut::from(&(-1i32).to_le_bytes()[..]);
+        assert!(decode_frame(&mut b, 1000).is_err());
+    }
+
+    #[test]
+    fn splits_frames_and_waits_for_more() {
+        let mut b = msg(20, 2013);
+        b.extend_from_slice(&msg(16, 2013)[..10]);
+        let f = decode_frame(&mut b, 100).unwrap().unwrap();
+        assert_eq!(f.len(), 20);
+        assert_eq!(f.request_id(), 7);
+        assert!(decode_frame(&mut b, 100).unwrap().is_none());
+        assert_eq!(b.len(), 10);
+    }
+
+    #[test]
+    fn unknown_opcode_is_consumed_and_reported() {
+        let mut b = msg(16, 9999);
+        assert!(matches!(
+            decode_frame(&mut b, 100),
+            Err(WireError::UnknownOpCode(9999))
+        ));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn patches_ids_in_place() {
+        let mut b = msg(16, 2013);
+        let mut f = decode_frame(&mut b, 100).unwrap().unwrap();
+        f.set_request_id(42);
+        f.set_response_to(-3);
+        assert_eq!((f.request_id(), f.response_to()), (42, -3));
+    }
+}
