@@ -58,7 +58,10 @@ impl<'a> ReplyInfo<'a> {
     /// Whether the reply carries the given error label.
     pub fn has_label(body: &RawDocument, label: &str) -> bool {
         body.get_array("errorLabels")
-            .map(|a| a.into_iter().any(|l| l.ok().and_then(|l| l.as_str()) == Some(label)))
+            .map(|a| {
+                a.into_iter()
+                    .any(|l| l.ok().and_then(|l| l.as_str()) == Some(label))
+            })
             .unwrap_or(false)
     }
 }

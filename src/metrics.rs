@@ -1,0 +1,385 @@
+//! Prometheus metrics: one struct of handles, registered once into a registry that is
+//! passed in. Hot paths hold pre-resolved children (e.g. [`PoolMetrics`]) so recording
+//! is an atomic add, not a label lookup.
+
+mod apps;
+
+pub use apps::AppLabels;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Latency buckets from 50 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+
+macro_rules! reg {
+    ($registry:expr, $metric:expr) => {{
+        let m = $metric.expect("metric definitions are static and valid");
+        $registry
+            .register(Box::new(m.clone()))
+            .expect("each metric is registered once");
+        m
+    }};
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg!(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg!(r, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    reg!(
+        r,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            labels
+        )
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub apps: AppLabels,
+    // Clients.
+    pub client_connections: IntGaugeVec,
+    pub client_opened: IntCounterVec,
+    pub client_closed: IntCounterVec,
+    pub client_handshakes: IntCounterVec,
+    pub client_rejected: IntCounterVec,
+    pub client_protocol_errors: IntCounterVec,
+    pub client_bytes_in: IntCounter,
+    pub client_bytes_out: IntCounter,
+    // Pools.
+    pub pool_connections: IntGaugeVec,
+    pub pool_waiters: IntGaugeVec,
+    pub pool_max_size: IntGaugeVec,
+    pub pool_checkout_wait: HistogramVec,
+    pub pool_checkout_failures: IntCounterVec,
+    pub pool_created: IntCounterVec,
+    pub pool_closed: IntCounterVec,
+    pub pool_clears: IntCounterVec,
+    // Requests.
+    pub requests: IntCounterVec,
+    pub requests_by_app: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_roundtrip: HistogramVec,
+    pub server_errors: IntCounterVec,
+    // Topology.
+    pub member_state: IntGaugeVec,
+    pub member_rtt: prometheus::GaugeVec,
+    pub primary_changes: IntCounter,
+    pub state_change_errors: IntCounterVec,
+    pub immediate_checks: IntCounterVec,
+    pub heartbeat_failures: IntCounterVec,
+    // Failover.
+    pub retries: IntCounterVec,
+    pub buffer_starts: IntCounter,
+    pub buffered: IntCounter,
+    pub buffer_drained: IntCounter,
+    pub buffer_evicted: IntCounterVec,
+    pub buffer_size: IntGauge,
+    pub failover_duration: Histogram,
+    // Pins.
+    pub pinned_cursors: IntGauge,
+    pub pinned_transactions: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric into `r`. `max_apps` bounds the app-name label.
+    pub fn new(r: &Registry, max_apps: usize) -> Self {
+        let build = gauge_vec(
+            r,
+            "mongoplex_build_info",
+            "Build information; the value is always 1.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let app = &["app", "driver"];
+        Self {
+            apps: AppLabels::new(max_apps),
+            client_connections: gauge_vec(
+                r,
+                "mongoplex_client_connections",
+                "Client connections currently open.",
+                app,
+            ),
+            client_opened: counter_vec(
+                r,
+                "mongoplex_client_connections_opened_total",
+                "Client connections accepted.",
+                &[],
+            ),
+            client_closed: counter_vec(
+                r,
+                "mongoplex_client_connections_closed_total",
+                "Client connections closed, by reason.",
+                &["app", "driver", "reason"],
+            ),
+            client_handshakes: counter_vec(
+                r,
+                "mongoplex_client_handshakes_total",
+                "hello/isMaster handshakes answered, by client app and driver.",
+                app,
+            ),
+            client_rejected: counter_vec(
+                r,
+                "mongoplex_client_connections_rejected_total",
+                "Client connections refused, by reason.",
+                &["reason"],
+            ),
+            client_protocol_errors: counter_vec(
+                r,
+                "mongoplex_client_protocol_errors_total",
+                "Malformed or unsupported client messages, by kind.",
+                &["kind"],
+            ),
+            client_bytes_in: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_client_received_bytes_total",
+                    "Bytes received from clients."
+                )
+            ),
+            client_bytes_out: reg!(
+                r,
+                IntCounter::new("mongoplex_client_sent_bytes_total", "Bytes sent to clients.")
+            ),
+            pool_connections: gauge_vec(
+                r,
+                "mongoplex_pool_connections",
+                "Upstream connections by state (idle, in_use, connecting).",
+                &["member", "state"],
+            ),
+            pool_waiters: gauge_vec(
+                r,
+                "mongoplex_pool_waiters",
+                "Requests waiting for an upstream connection.",
+                &["member"],
+            ),
+            pool_max_size: gauge_vec(
+                r,
+                "mongoplex_pool_max_size",
+                "Configured maxPoolSize (0 = unlimited).",
+                &["member"],
+            ),
+            pool_checkout_wait: histogram_vec(
+                r,
+                "mongoplex_pool_checkout_wait_seconds",
+                "Time to check out an upstream connection.",
+                &["member"],
+            ),
+            pool_checkout_failures: counter_vec(
+                r,
+                "mongoplex_pool_checkout_failures_total",
+                "Failed checkouts, by reason.",
+                &["member", "reason"],
+            ),
+            pool_created: counter_vec(
+                r,
+                "mongoplex_pool_connections_created_total",
+                "Upstream connections opened.",
+                &["member"],
+            ),
+            pool_closed: counter_vec(
+                r,
+                "mongoplex_pool_connections_closed_total",
+                "Upstream connections closed, by CMAP reason.",
+                &["member", "reason"],
+            ),
+            pool_clears: counter_vec(
+                r,
+                "mongoplex_pool_clears_total",
+                "Pool clears (generation bumps).",
+                &["member"],
+            ),
+            requests: counter_vec(
+                r,
+                "mongoplex_requests_total",
+                "Client commands, by command and outcome.",
+                &["command", "outcome"],
+            ),
+            requests_by_app: counter_vec(
+                r,
+                "mongoplex_app_requests_total",
+                "Client commands, by client app.",
+                &["app"],
+            ),
+            request_duration: histogram_vec(
+                r,
+                "mongoplex_request_duration_seconds",
+                "Time from a command's arrival to its reply being written.",
+                &["command"],
+            ),
+            upstream_roundtrip: histogram_vec(
+                r,
+                "mongoplex_upstream_roundtrip_seconds",
+                "Upstream round-trip time per request.",
+                &["member"],
+            ),
+            server_errors: counter_vec(
+                r,
+                "mongoplex_server_errors_total",
+                "Error replies from upstream servers, by code.",
+                &["code"],
+            ),
+            member_state: gauge_vec(
+                r,
+                "mongoplex_member_state",
+                "1 for the member's current SDAM server type.",
+                &["member", "state"],
+            ),
+            member_rtt: reg!(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "mongoplex_member_rtt_seconds",
+                        "Moving-average heartbeat round-trip time."
+                    ),
+                    &["member"]
+                )
+            ),
+            primary_changes: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_primary_changes_total",
+                    "Times the known primary changed."
+                )
+            ),
+            state_change_errors: counter_vec(
+                r,
+                "mongoplex_state_change_errors_total",
+                "NotWritablePrimary/NodeIsRecovering errors seen, by code.",
+                &["member", "code"],
+            ),
+            immediate_checks: counter_vec(
+                r,
+                "mongoplex_immediate_checks_total",
+                "Immediate server checks requested.",
+                &["member"],
+            ),
+            heartbeat_failures: counter_vec(
+                r,
+                "mongoplex_heartbeat_failures_total",
+                "Failed monitor heartbeats.",
+                &["member"],
+            ),
+            retries: counter_vec(
+                r,
+                "mongoplex_retries_total",
+                "Requests re-routed and retried, by reason.",
+                &["reason"],
+            ),
+            buffer_starts: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_failover_buffer_starts_total",
+                    "Times buffering began because no primary was known."
+                )
+            ),
+            buffered: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_failover_buffered_total",
+                    "Requests held while no primary was known."
+                )
+            ),
+            buffer_drained: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_failover_drained_total",
+                    "Buffered requests released to a new primary."
+                )
+            ),
+            buffer_evicted: counter_vec(
+                r,
+                "mongoplex_failover_evicted_total",
+                "Buffered requests failed, by reason (window, buffer_full, max_duration).",
+                &["reason"],
+            ),
+            buffer_size: reg!(
+                r,
+                IntGauge::new("mongoplex_failover_buffer_size", "Requests currently buffered.")
+            ),
+            failover_duration: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mongoplex_failover_duration_seconds",
+                        "Time without a primary, per failover."
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec())
+                )
+            ),
+            pinned_cursors: reg!(
+                r,
+                IntGauge::new("mongoplex_pinned_cursors", "Open cursors pinned to a member.")
+            ),
+            pinned_transactions: reg!(
+                r,
+                IntGauge::new(
+                    "mongoplex_pinned_transactions",
+                    "Transactions pinned to a member."
+                )
+            ),
+        }
+    }
+
+    /// Handles for one pool, resolved once.
+    pub fn pool(&self, member: &str) -> PoolMetrics {
+        PoolMetrics {
+            member: member.to_string(),
+            idle: self.pool_connections.with_label_values(&[member, "idle"]),
+            in_use: self.pool_connections.with_label_values(&[member, "in_use"]),
+            connecting: self.pool_connections.with_label_values(&[member, "connecting"]),
+            waiters: self.pool_waiters.with_label_values(&[member]),
+            checkout_wait: self.pool_checkout_wait.with_label_values(&[member]),
+            created: self.pool_created.with_label_values(&[member]),
+            clears: self.pool_clears.with_label_values(&[member]),
+            roundtrip: self.upstream_roundtrip.with_label_values(&[member]),
+            failures: self.pool_checkout_failures.clone(),
+            closed: self.pool_closed.clone(),
+        }
+    }
+
+    /// Per-pool metrics backed by a private registry, for tests and tools.
+    pub fn detached_pool(member: &str) -> PoolMetrics {
+        Metrics::new(&Registry::new(), 1).pool(member)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolMetrics {
+    member: String,
+    pub idle: IntGauge,
+    pub in_use: IntGauge,
+    pub connecting: IntGauge,
+    pub waiters: IntGauge,
+    pub checkout_wait: Histogram,
+    pub created: IntCounter,
+    pub clears: IntCounter,
+    pub roundtrip: Histogram,
+    failures: IntCounterVec,
+    closed: IntCounterVec,
+}
+
+impl PoolMetrics {
+    pub fn checkout_failed(&self, reason: &str) {
+        self.failures
+            .with_label_values(&[self.member.as_str(), reason])
+            .inc();
+    }
+
+    pub fn closed(&self, reason: &str, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.closed
+            .with_label_values(&[self.member.as_str(), reason])
+            .inc_by(n);
+    }
+}

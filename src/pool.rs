@@ -1,0 +1,465 @@
+//! A CMAP-style connection pool for one upstream server.
+//!
+//! A [`Pool`] is a cheap handle. Checked-out connections come back on `Drop` of
+//! [`PooledConn`]. Clearing bumps a generation number: idle connections of an older
+//! generation are closed at once, in-use ones when they come back. Waiters queue FIFO and
+//! are handed a connection (or the right to open one) directly, so nobody overtakes them.
+
+mod maintenance;
+mod state;
+
+pub use state::PoolSnapshot;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::address::ServerAddress;
+use crate::metrics::PoolMetrics;
+use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
+use state::{Grant, State};
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// 0 means no limit, as in the CMAP spec.
+    pub max_size: usize,
+    pub min_size: usize,
+    pub max_connecting: usize,
+    pub max_idle_time: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+    pub wait_queue_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 100,
+            min_size: 0,
+            max_connecting: 2,
+            max_idle_time: None,
+            max_lifetime: None,
+            wait_queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a checkout failed. All of these happen before the request is sent.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("timed out after {waited_ms} ms waiting for a connection to {address} (maxPoolSize {max_size}, waitQueueTimeoutMS {timeout_ms})")]
+    Timeout {
+        address: ServerAddress,
+        waited_ms: u128,
+        max_size: usize,
+        timeout_ms: u128,
+    },
+    #[error("connection pool for {address} was cleared: {reason}")]
+    Cleared { address: ServerAddress, reason: String },
+    #[error("connection pool for {address} is closed")]
+    Closed { address: ServerAddress },
+    #[error(transparent)]
+    Connect(#[from] UpstreamError),
+}
+
+impl CheckoutError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Cleared { .. } => "pool_cleared",
+            Self::Closed { .. } => "pool_closed",
+            Self::Connect(_) => "connection_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    address: ServerAddress,
+    opts: PoolOptions,
+    connect: ConnectOptions,
+    /// All pool bookkeeping; held only for short, non-async sections.
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    metrics: PoolMetrics,
+}
+
+impl Pool {
+    /// Creates a pool in the paused state; call [`Pool::mark_ready`] once the server is
+    /// known to be usable (the CMAP "ready" transition).
+    pub fn new(
+        address: ServerAddress,
+        opts: PoolOptions,
+        connect: ConnectOptions,
+        metrics: PoolMetrics,
+    ) -> Self {
+        let inner = Inner {
+            address,
+            opts,
+            connect,
+            state: Mutex::new(State::new()),
+            next_id: AtomicU64::new(1),
+            metrics,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn address(&self) -> &ServerAddress {
+        &self.inner.address
+    }
+
+    pub fn options(&self) -> &PoolOptions {
+        &self.inner.opts
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.inner.lock().generation
+    }
+
+    pub fn snapshot(&self) -> PoolSnapshot {
+        self.inner.lock().snapshot()
+    }
+
+    /// Checks out a connection, waiting in FIFO order up to waitQueueTimeoutMS.
+    pub async fn check_out(&self) -> Result<PooledConn, CheckoutError> {
+        let started = Instant::now();
+        let result = self.check_out_inner(started).await;
+        let m = &self.inner.metrics;
+        m.checkout_wait.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            m.checkout_failed(e.reason());
+        }
+        result
+    }
+
+    async fn check_out_inner(&self, started: Instant) -> Result<PooledConn, CheckoutError> {
+        let deadline = started + self.inner.opts.wait_queue_timeout;
+        loop {
+            let (grant, discard) = {
+                let mut st = self.inner.lock();
+                self.inner.usable(&st)?;
+                let discard = st.take_perished(&self.inner.opts, Instant::now());
+                (st.try_grant(&self.inner.opts), discard)
+            };
+            self.inner.close_all(discard, "stale");
+            let grant = match grant {
+                Some(g) => g,
+                None => self.wait(deadline, started).await?,
+            };
+            if let Some(conn) = self.inner.take_grant(grant).await? {
+                return Ok(PooledConn {
+                    conn: Some(conn),
+                    pool: self.inner.clone(),
+                });
+            }
+        }
+    }
+
+    async fn wait(&self, deadline: Instant, started: Instant) -> Result<Grant, CheckoutError> {
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut st = self.inner.lock();
+            self.inner.usable(&st)?;
+            st.waiters.push_back(tx);
+            self.inner.metrics.waiters.set(gauge(st.waiters.len()));
+            // A connection may have been returned between our first look and now.
+            self.inner.grant_waiters(&mut st);
+        }
+        let result = tokio::time::timeout_at(deadline.into(), &mut rx).await;
+        match result {
+            Ok(Ok(grant)) => Ok(grant),
+            Ok(Err(_)) => Err(self.inner.cleared_error()),
+            Err(_) => {
+                // Close first so a concurrent grant either lands (and we use it) or
+                // bounces back to the granter.
+                rx.close();
+                if let Ok(grant) = rx.try_recv() {
+                    return Ok(grant);
+                }
+                let mut st = self.inner.lock();
+                st.waiters.retain(|w| !w.is_closed());
+                self.inner.metrics.waiters.set(gauge(st.waiters.len()));
+                let o = &self.inner.opts;
+                Err(CheckoutError::Timeout {
+                    address: self.inner.address.clone(),
+                    waited_ms: started.elapsed().as_millis(),
+                    max_size: o.max_size,
+                    timeout_ms: o.wait_queue_timeout.as_millis(),
+                })
+            }
+        }
+    }
+
+    /// Clears the pool: bumps the generation, closes idle connections, and, when
+    /// `pause` is set, fails waiters and new checkouts until [`Pool::mark_ready`].
+    pub fn clear(&self, reason: &str, pause: bool) {
+        let (idle, waiters) = {
+            let mut st = self.inner.lock();
+            st.generation = st.generation.wrapping_add(1);
+            let idle: Vec<_> = st.idle.drain(..).collect();
+            st.total -= idle.len();
+            let waiters = if pause {
+                st.ready = false;
+                st.clear_reason = Some(reason.to_string());
+                std::mem::take(&mut st.waiters)
+            } else {
+                Default::default()
+            };
+            self.inner.publish(&st);
+            (idle, waiters)
+        };
+        drop(waiters);
+        self.inner.metrics.clears.inc();
+        tracing::warn!(address = %self.inner.address, reason, pause, "connection pool cleared");
+        self.inner.close_all(idle, "stale");
+    }
+
+    pub fn mark_ready(&self) {
+        let mut st = self.inner.lock();
+        if !st.ready {
+            st.ready = true;
+            st.clear_reason = None;
+            tracing::debug!(address = %self.inner.address, "connection pool ready");
+        }
+    }
+
+    /// Closes the pool: idle connections now, in-use ones as they return.
+    pub fn close(&self) {
+        let (idle, waiters) = {
+            let mut st = self.inner.lock();
+            st.closed = true;
+            let idle: Vec<_> = st.idle.drain(..).collect();
+            st.total -= idle.len();
+            self.inner.publish(&st);
+            (idle, std::mem::take(&mut st.waiters))
+        };
+        drop(waiters);
+        self.inner.close_all(idle, "pool_closed");
+    }
+
+    /// Runs background maintenance (idle eviction, minPoolSize) until cancelled.
+    pub fn spawn_maintenance(
+        &self,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        tracker.spawn(maintenance::run(self.clone(), cancel));
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock would be a bug; keep serving with the data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn usable(&self, st: &State) -> Result<(), CheckoutError> {
+        if st.closed {
+            return Err(CheckoutError::Closed {
+                address: self.address.clone(),
+            });
+        }
+        if !st.ready {
+            return Err(self.cleared_error_locked(st));
+        }
+        Ok(())
+    }
+
+    fn cleared_error(&self) -> CheckoutError {
+        let st = self.lock();
+        if st.closed {
+            return CheckoutError::Closed {
+                address: self.address.clone(),
+            };
+        }
+        self.cleared_error_locked(&st)
+    }
+
+    fn cleared_error_locked(&self, st: &State) -> CheckoutError {
+        CheckoutError::Cleared {
+            address: self.address.clone(),
+            reason: st
+                .clear_reason
+                .clone()
+                .unwrap_or_else(|| "server not yet known to be available".into()),
+        }
+    }
+
+    /// Turns a grant into a connection: checks a parked one, or opens a new one.
+    /// `Ok(None)` means the parked connection was dead and the caller should try again.
+    async fn take_grant(&self, grant: Grant) -> Result<Option<UpstreamConn>, CheckoutError> {
+        match grant {
+            Grant::Conn(conn) => {
+                if conn.looks_alive() {
+                    return Ok(Some(conn));
+                }
+                let mut st = self.lock();
+                st.in_use -= 1;
+                st.total -= 1;
+                self.grant_waiters(&mut st);
+                drop(st);
+                self.close_all(vec![conn], "error");
+                Ok(None)
+            }
+            Grant::Connect => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let generation = self.lock().generation;
+                let guard = ConnectSlot {
+                    inner: self,
+                    armed: true,
+                };
+                self.metrics.connecting.inc();
+                let result = UpstreamConn::establish(&self.address, id, generation, &self.connect).await;
+                guard.finish(result.is_ok());
+                match result {
+                    Ok(conn) => {
+                        self.metrics.created.inc();
+                        Ok(Some(conn))
+                    }
+                    Err(e) => {
+                        tracing::warn!(address = %self.address, error = %e, "failed to open upstream connection");
+                        Err(CheckoutError::Connect(e))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands idle connections or connect permits to waiters, front first.
+    fn grant_waiters(&self, st: &mut State) {
+        while let Some(tx) = st.waiters.pop_front() {
+            if tx.is_closed() {
+                continue;
+            }
+            let Some(grant) = st.try_grant(&self.opts) else {
+                st.waiters.push_front(tx);
+                break;
+            };
+            if let Err(grant) = tx.send(grant) {
+                st.undo_grant(grant);
+            }
+        }
+        self.metrics.waiters.set(gauge(st.waiters.len()));
+        self.publish(st);
+    }
+
+    fn check_in(&self, mut conn: UpstreamConn) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.in_use -= 1;
+        let reason = if st.closed {
+            Some("pool_closed")
+        } else if !conn.reusable() {
+            Some("error")
+        } else if conn.generation != st.generation {
+            Some("stale")
+        } else if self
+            .opts
+            .max_lifetime
+            .is_some_and(|l| now.duration_since(conn.created) >= l)
+        {
+            Some("lifetime")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            st.total -= 1;
+            self.grant_waiters(&mut st);
+            drop(st);
+            self.close_all(vec![conn], reason);
+            return;
+        }
+        conn.last_used = now;
+        st.idle.push(conn);
+        self.grant_waiters(&mut st);
+    }
+
+    fn close_all(&self, conns: Vec<UpstreamConn>, reason: &str) {
+        if conns.is_empty() {
+            return;
+        }
+        self.metrics.closed(reason, conns.len());
+        tracing::debug!(address = %self.address, reason, count = conns.len(), "closing upstream connections");
+        drop(conns);
+    }
+
+    fn publish(&self, st: &State) {
+        let m = &self.metrics;
+        m.idle.set(gauge(st.idle.len()));
+        m.in_use.set(gauge(st.in_use));
+    }
+}
+
+/// A reserved connect slot. Settles the bookkeeping exactly once, including when the
+/// connecting future is dropped half-way (client gone, shutdown).
+struct ConnectSlot<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl ConnectSlot<'_> {
+    fn finish(mut self, opened: bool) {
+        self.armed = false;
+        self.settle(opened);
+    }
+
+    fn settle(&self, opened: bool) {
+        self.inner.metrics.connecting.dec();
+        let mut st = self.inner.lock();
+        st.connecting -= 1;
+        if opened {
+            st.in_use += 1;
+        } else {
+            st.total -= 1;
+        }
+        self.inner.grant_waiters(&mut st);
+    }
+}
+
+impl Drop for ConnectSlot<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.settle(false);
+        }
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A checked-out connection; returns itself to the pool on drop.
+#[derive(Debug)]
+pub struct PooledConn {
+    conn: Option<UpstreamConn>,
+    pool: Arc<Inner>,
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = UpstreamConn;
+    fn deref(&self) -> &UpstreamConn {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut UpstreamConn {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.check_in(conn);
+        }
+    }
+}

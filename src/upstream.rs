@@ -1,0 +1,67 @@
+//! Upstream connections: establishment and request/reply exchange with one server.
+//!
+//! Establishment runs in stages — TCP connect, then (when configured) TLS, then the hello
+//! handshake, then (when configured) authentication — so TLS and SCRAM slot in as new
+//! stages of [`conn::UpstreamConn::establish`] and a new variant of [`stream::UpstreamStream`].
+
+pub mod conn;
+pub mod stream;
+
+pub use conn::{ConnectOptions, HelloSummary, UpstreamConn};
+
+use crate::address::ServerAddress;
+
+/// Who failed and how, for upstream I/O. Every variant is the upstream's side.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("could not connect to {address}: {source}")]
+    Connect {
+        address: ServerAddress,
+        source: std::io::Error,
+    },
+    #[error("connecting to {address} timed out after {ms} ms")]
+    ConnectTimeout { address: ServerAddress, ms: u128 },
+    #[error("handshake with {address} failed: {why}")]
+    Handshake { address: ServerAddress, why: String },
+    #[error("connection to {address} failed: {source}")]
+    Io {
+        address: ServerAddress,
+        source: std::io::Error,
+    },
+    #[error("connection to {address} was closed by the server")]
+    Closed { address: ServerAddress },
+    #[error("no reply from {address} within {ms} ms (socketTimeoutMS)")]
+    Timeout { address: ServerAddress, ms: u128 },
+    #[error("bad reply from {address}: {source}")]
+    Protocol {
+        address: ServerAddress,
+        source: crate::wire::WireError,
+    },
+}
+
+impl UpstreamError {
+    /// True when the failure happened before the server could have seen a request.
+    pub fn before_send(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. }
+        )
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::ConnectTimeout { .. } | Self::Timeout { .. })
+    }
+
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "connect",
+            Self::ConnectTimeout { .. } => "connect_timeout",
+            Self::Handshake { .. } => "handshake",
+            Self::Io { .. } => "io",
+            Self::Closed { .. } => "closed",
+            Self::Timeout { .. } => "timeout",
+            Self::Protocol { .. } => "protocol",
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! One established connection to an upstream server.
+
+use std::time::{Duration, Instant};
+
+use bson::{rawdoc, RawDocumentBuf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::stream::UpstreamStream;
+use super::UpstreamError;
+use crate::address::ServerAddress;
+use crate::command::as_i64;
+use crate::wire::{build_msg, refresh_checksum, Frame, FrameReader, OpMsg, DEFAULT_MAX_MESSAGE_SIZE};
+
+/// How to reach and greet a server. Credentials and TLS settings join this struct.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub connect_timeout: Duration,
+    /// Bound on waiting for a reply; `None` waits as long as the server takes.
+    pub socket_timeout: Option<Duration>,
+    /// appName sent to the server in the handshake's client metadata.
+    pub app_name: String,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            socket_timeout: None,
+            app_name: "mongoplex".into(),
+        }
+    }
+}
+
+/// What the handshake reply told us about the server's limits.
+#[derive(Debug, Clone)]
+pub struct HelloSummary {
+    pub max_wire_version: i32,
+    pub max_message_size: usize,
+    pub reply: RawDocumentBuf,
+}
+
+/// A connection with its pool bookkeeping.
+#[derive(Debug)]
+pub struct UpstreamConn {
+    io: UpstreamStream,
+    reader: FrameReader,
+    pub id: u64,
+    pub generation: u32,
+    pub address: ServerAddress,
+    pub created: Instant,
+    pub last_used: Instant,
+    next_request_id: i32,
+    socket_timeout: Option<Duration>,
+    max_message_size: usize,
+    /// Set when an exchange failed midway: the connection must not be reused.
+    pub broken: bool,
+    /// A request was sent and its reply not yet read; if the connection is returned in
+    /// this state (the client went away mid-request) it cannot be reused.
+    awaiting_reply: bool,
+    pub hello: HelloSummary,
+}
+
+impl UpstreamConn {
+    /// TCP connect, then the hello handshake. TLS and authentication become stages here.
+    pub async fn establish(
+        address: &ServerAddress,
+        id: u64,
+        generation: u32,
+        opts: &ConnectOptions,
+    ) -> Result<Self, UpstreamError> {
+        let target = (address.host.as_str(), address.port);
+        let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(UpstreamError::Connect {
+                    address: address.clone(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(UpstreamError::ConnectTimeout {
+                    address: address.clone(),
+                    ms: opts.connect_timeout.as_millis(),
+                })
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let now = Instant::now();
+        let mut conn = Self {
+            io: UpstreamStream::Tcp(tcp),
+            reader: FrameReader::new(),
+            id,
+            generation,
+            address: address.clone(),
+            created: now,
+            last_used: now,
+            next_request_id: 1,
+            socket_timeout: Some(opts.connect_timeout),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            broken: false,
+            awaiting_reply: false,
+            hello: HelloSummary {
+                max_wire_version: 0,
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                reply: RawDocumentBuf::new(),
+            },
+        };
+        conn.hello = conn.handshake(opts).await?;
+        conn.max_message_size = conn.hello.max_message_size;
+        conn.socket_timeout = opts.socket_timeout;
+        Ok(conn)
+    }
+
+    async fn handshake(&mut self, opts: &ConnectOptions) -> Result<HelloSummary, UpstreamError> {
+        let body = rawdoc! {
+            "hello": 1,
+            "helloOk": true,
+            "client": {
+                "driver": { "name": "mongoplex", "version": env!("CARGO_PKG_VERSION") },
+                "os": { "type": std::env::consts::OS, "architecture": std::env::consts::ARCH },
+                "application": { "name": opts.app_name.as_str() },
+            },
+            "$db": "admin",
+        };
+        let mut req = build_msg(0, 0, 0, body.as_bytes());
+        let reply = self.round_trip(&mut req).await.map_err(|e| match e {
+            UpstreamError::Timeout { address, ms } => UpstreamError::ConnectTimeout { address, ms },
+            other => UpstreamError::Handshake {
+                address: self.address.clone(),
+                why: other.to_string(),
+            },
+        })?;
+        let handshake_err = |why: String| UpstreamError::Handshake {
+            address: self.address.clone(),
+            why,
+        };
+        let msg = OpMsg::parse(&reply).map_err(|e| handshake_err(e.to_string()))?;
+        let doc = msg.body;
+        let ok = doc.get("ok").ok().flatten().is_some_and(crate::command::truthy);
+        if !ok {
+            let errmsg = doc.get_str("errmsg").unwrap_or("hello failed");
+            return Err(handshake_err(errmsg.to_string()));
+        }
+        let int = |k: &str| doc.get(k).ok().flatten().and_then(as_i64);
+        let max_wire_version = int("maxWireVersion")
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0);
+        if max_wire_version < 6 {
+            return Err(handshake_err(format!(
+                "server maxWireVersion {max_wire_version} is below 6 (MongoDB 3.6); OP_MSG is required"
+            )));
+        }
+        let max_message_size = int("maxMessageSizeBytes")
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        Ok(HelloSummary {
+            max_wire_version,
+            max_message_size,
+            reply: doc.to_owned(),
+        })
+    }
+
+    /// Sends a request, rewriting its requestID to one unique on this connection.
+    /// Returns the requestID used, which the reply's responseTo will echo.
+    pub async fn send(&mut self, frame: &mut Frame, expect_reply: bool) -> Result<i32, UpstreamError> {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        frame.set_request_id(id);
+        refresh_checksum(frame);
+        self.last_used = Instant::now();
+        self.awaiting_reply = expect_reply;
+        if let Err(source) = self.io.write_all(frame.as_bytes()).await {
+            self.broken = true;
+            return Err(UpstreamError::Io {
+                address: self.address.clone(),
+                source,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Reads the next reply, bounded by socketTimeoutMS when one is set.
+    pub async fn recv(&mut self) -> Result<Frame, UpstreamError> {
+        let read = self
+            .reader
+            .next(&mut self.io, self.max_message_size.saturating_add(16 * 1024));
+        let result = match self.socket_timeout {
+            Some(t) => match tokio::time::timeout(t, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.broken = true;
+                    return Err(UpstreamError::Timeout {
+                        address: self.address.clone(),
+                        ms: t.as_millis(),
+                    });
+                }
+            },
+            None => read.await,
+        };
+        self.last_used = Instant::now();
+        match result {
+            Ok(Some(frame)) => {
+                self.awaiting_reply = false;
+                Ok(frame)
+            }
+            Ok(None) => {
+                self.broken = true;
+                Err(UpstreamError::Closed {
+                    address: self.address.clone(),
+                })
+            }
+            Err(crate::wire::WireError::Io(source)) => {
+                self.broken = true;
+                Err(UpstreamError::Io {
+                    address: self.address.clone(),
+                    source,
+                })
+            }
+            Err(source) => {
+                self.broken = true;
+                Err(UpstreamError::Protocol {
+                    address: self.address.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn round_trip(&mut self, frame: &mut Frame) -> Result<Frame, UpstreamError> {
+        self.send(frame, true).await?;
+        self.recv().await
+    }
+
+    pub fn looks_alive(&self) -> bool {
+        !self.broken && !self.awaiting_reply && self.reader.is_idle() && self.io.looks_alive()
+    }
+
+    /// Whether the connection can go back to the pool.
+    pub fn reusable(&self) -> bool {
+        !self.broken && !self.awaiting_reply
+    }
+
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+}
