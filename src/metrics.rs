@@ -2,9 +2,11 @@
 //! passed in. Hot paths hold pre-resolved children (e.g. [`PoolMetrics`]) so recording
 //! is an atomic add, not a label lookup.
 
-mod apps;
+pub mod apps;
+mod requests;
 
 pub use apps::AppLabels;
+pub use requests::{Outcome, RequestMetrics};
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -47,9 +49,10 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histo
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub apps: AppLabels,
+    pub drivers: AppLabels,
     // Clients.
     pub client_connections: IntGaugeVec,
-    pub client_opened: IntCounterVec,
+    pub client_opened: IntCounter,
     pub client_closed: IntCounterVec,
     pub client_handshakes: IntCounterVec,
     pub client_rejected: IntCounterVec,
@@ -104,17 +107,19 @@ impl Metrics {
         let app = &["app", "driver"];
         Self {
             apps: AppLabels::new(max_apps),
+            drivers: AppLabels::new(32),
             client_connections: gauge_vec(
                 r,
                 "mongoplex_client_connections",
                 "Client connections currently open.",
                 app,
             ),
-            client_opened: counter_vec(
+            client_opened: reg!(
                 r,
-                "mongoplex_client_connections_opened_total",
-                "Client connections accepted.",
-                &[],
+                IntCounter::new(
+                    "mongoplex_client_connections_opened_total",
+                    "Client connections accepted."
+                )
             ),
             client_closed: counter_vec(
                 r,

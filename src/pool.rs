@@ -245,6 +245,10 @@ impl Pool {
         self.inner.close_all(idle, "pool_closed");
     }
 
+    pub fn record_roundtrip(&self, seconds: f64) {
+        self.inner.metrics.roundtrip.observe(seconds);
+    }
+
     /// Runs background maintenance (idle eviction, minPoolSize) until cancelled.
     pub fn spawn_maintenance(
         &self,

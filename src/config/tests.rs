@@ -1,0 +1,121 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn cfg(s: Settings) -> Result<Config, ConfigError> {
+    Config::validate(s)
+}
+
+fn with_upstream(uri: &str) -> Settings {
+    Settings {
+        upstream: Some(uri.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn defaults_work_with_no_settings() {
+    let c = cfg(Settings::default()).unwrap();
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.seeds, vec![ServerAddress::new("127.0.0.1", 27017)]);
+    assert_eq!(c.pool.max_size, 100);
+    assert_eq!(c.admin.map(|a| a.to_string()).as_deref(), Some(DEFAULT_ADMIN));
+}
+
+#[test]
+fn uri_options_apply_and_settings_win() {
+    let c = cfg(with_upstream(
+        "mongodb://h1:1,h2:2/?replicaSet=rs0&maxPoolSize=8&waitQueueTimeoutMS=200",
+    ))
+    .unwrap();
+    assert_eq!(c.pool.max_size, 8);
+    assert_eq!(c.pool.wait_queue_timeout, Duration::from_millis(200));
+    assert_eq!(c.replica_set.as_deref(), Some("rs0"));
+    assert_eq!(c.seeds.len(), 2);
+    let s = Settings {
+        max_pool_size: Some(3),
+        ..with_upstream("mongodb://h/?maxPoolSize=8")
+    };
+    assert_eq!(cfg(s).unwrap().pool.max_size, 3);
+}
+
+#[test]
+fn precise_errors() {
+    let cases: Vec<(Settings, &str)> = vec![
+        (
+            Settings {
+                listen: Some("nope".into()),
+                ..Default::default()
+            },
+            "listen",
+        ),
+        (
+            Settings {
+                min_pool_size: Some(5),
+                max_pool_size: Some(2),
+                ..Default::default()
+            },
+            "min_pool_size",
+        ),
+        (
+            Settings {
+                heartbeat_frequency_ms: Some(10),
+                ..Default::default()
+            },
+            "heartbeat_frequency_ms",
+        ),
+        (
+            Settings {
+                compressors: Some(vec!["lz4".into()]),
+                ..Default::default()
+            },
+            "lz4",
+        ),
+        (
+            Settings {
+                log_format: Some("xml".into()),
+                ..Default::default()
+            },
+            "log_format",
+        ),
+        (
+            Settings {
+                max_connecting: Some(0),
+                ..Default::default()
+            },
+            "max_connecting",
+        ),
+        (with_upstream("http://x"), "upstream"),
+        (with_upstream("mongodb+srv://cluster.example.com/"), "mongodb+srv"),
+    ];
+    for (s, needle) in cases {
+        let e = cfg(s).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
+fn layers_file_env_cli() {
+    let dir = std::env::temp_dir().join(format!("mongoplex-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("m.toml");
+    std::fs::write(
+        &file,
+        "max_pool_size = 4\nmin_pool_size = 1\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let env: HashMap<String, String> = [("MONGOPLEX_MIN_POOL_SIZE".to_string(), "2".to_string())].into();
+    let cli = Settings {
+        listen: Some("127.0.0.1:2".into()),
+        ..Default::default()
+    };
+    let c = Config::load(Some(&file), &env, cli).unwrap();
+    assert_eq!((c.pool.max_size, c.pool.min_size, c.listen.port()), (4, 2, 2));
+    assert!(Config::load(Some(&dir.join("missing.toml")), &env, Settings::default()).is_err());
+}
+
+#[test]
+fn redacts_passwords() {
+    assert_eq!(redact("mongodb://u:secret@h:1/db"), "mongodb://u:***@h:1/db");
+    assert_eq!(redact("mongodb://h:1/db"), "mongodb://h:1/db");
+}

@@ -1,0 +1,44 @@
+//! State shared by every client session: handles only, no globals.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, RequestMetrics};
+use crate::pins::Pins;
+use crate::topology::Topology;
+
+#[derive(Debug)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub topology: Topology,
+    pub metrics: Metrics,
+    pub requests: RequestMetrics,
+    pub pins: Pins,
+    next_connection_id: AtomicI64,
+    /// Open client connections, checked against max_client_connections at accept.
+    pub clients: AtomicUsize,
+}
+
+impl Context {
+    pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics) -> Self {
+        let pins = Pins::new(
+            metrics.pinned_cursors.clone(),
+            metrics.pinned_transactions.clone(),
+        );
+        let requests = RequestMetrics::new(&metrics);
+        Self {
+            config,
+            topology,
+            metrics,
+            requests,
+            pins,
+            next_connection_id: AtomicI64::new(1),
+            clients: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> i64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,206 @@
+//! Listeners and lifecycle: accept clients (TCP and optionally a unix socket), enforce
+//! the client-connection limit, and shut down in order: stop accepting, let sessions
+//! finish their in-flight request within the deadline, then close pools and monitors.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::session::{self, ClientStream};
+use crate::topology::Topology;
+
+/// A running proxy.
+pub struct Proxy {
+    pub client_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub ctx: Arc<Context>,
+    pub registry: Registry,
+    accept_cancel: CancellationToken,
+    session_cancel: CancellationToken,
+    background_cancel: CancellationToken,
+    sessions: TaskTracker,
+    background: TaskTracker,
+}
+
+/// Decrements the open-client count when a session task ends, however it ends.
+struct ClientSlot(Arc<Context>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Proxy {
+    /// Binds the listeners and starts monitors, pools and the admin endpoint.
+    pub async fn start(config: Arc<Config>) -> std::io::Result<Self> {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry, config.max_app_labels);
+        let background = TaskTracker::new();
+        let background_cancel = CancellationToken::new();
+        let topology = Topology::start(
+            config.clone(),
+            metrics.clone(),
+            background.clone(),
+            background_cancel.clone(),
+        );
+        let ctx = Arc::new(Context::new(config.clone(), topology, metrics));
+        let accept_cancel = CancellationToken::new();
+        let session_cancel = CancellationToken::new();
+        let sessions = TaskTracker::new();
+
+        let tcp = TcpListener::bind(config.listen).await?;
+        let client_addr = tcp.local_addr()?;
+        let accept = Acceptor {
+            ctx: ctx.clone(),
+            sessions: sessions.clone(),
+            session_cancel: session_cancel.clone(),
+        };
+        background.spawn(accept.clone().tcp(tcp, accept_cancel.clone()));
+        if let Some(path) = &config.unix_socket {
+            // A socket file left by a previous run would make bind fail.
+            let _ = std::fs::remove_file(path);
+            let unix = UnixListener::bind(path)?;
+            background.spawn(accept.unix(unix, accept_cancel.clone()));
+        }
+        let admin_addr = match config.admin {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await?;
+                let local = listener.local_addr()?;
+                let app = crate::admin::router(ctx.clone(), registry.clone());
+                let cancel = background_cancel.clone();
+                background.spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                });
+                Some(local)
+            }
+            None => None,
+        };
+        background.spawn(sweep_pins(ctx.clone(), background_cancel.clone()));
+        tracing::info!(listen = %client_addr, admin = ?admin_addr, upstream = %config.upstream_redacted, "mongoplex started");
+        Ok(Self {
+            client_addr,
+            admin_addr,
+            ctx,
+            registry,
+            accept_cancel,
+            session_cancel,
+            background_cancel,
+            sessions,
+            background,
+        })
+    }
+
+    /// Graceful shutdown: returns once everything has stopped or `deadline` passed.
+    pub async fn shutdown(self, deadline: Duration) {
+        tracing::info!("shutting down: no longer accepting clients");
+        self.accept_cancel.cancel();
+        self.session_cancel.cancel();
+        self.sessions.close();
+        if tokio::time::timeout(deadline, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.sessions.len(),
+                "shutdown deadline reached with requests still in flight"
+            );
+        }
+        self.ctx.topology.shutdown();
+        self.background_cancel.cancel();
+        self.background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.background.wait()).await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+#[derive(Clone)]
+struct Acceptor {
+    ctx: Arc<Context>,
+    sessions: TaskTracker,
+    session_cancel: CancellationToken,
+}
+
+impl Acceptor {
+    /// Admits a client if under the limit; otherwise closes it at once.
+    fn admit(&self, io: ClientStream, peer: String) {
+        let limit = self.ctx.config.max_client_connections;
+        if self.ctx.clients.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.ctx
+                .metrics
+                .client_rejected
+                .with_label_values(&["limit"])
+                .inc();
+            tracing::warn!(%peer, limit, "refusing client: max_client_connections reached");
+            return;
+        }
+        let slot = ClientSlot(self.ctx.clone());
+        let ctx = self.ctx.clone();
+        let cancel = self.session_cancel.clone();
+        self.sessions.spawn(async move {
+            let _slot = slot;
+            session::serve(ctx, io, peer, cancel).await;
+        });
+    }
+
+    async fn accept_error(&self, e: std::io::Error) {
+        // EMFILE and friends: back off instead of spinning; existing clients carry on.
+        self.ctx
+            .metrics
+            .client_rejected
+            .with_label_values(&["accept_error"])
+            .inc();
+        tracing::warn!(error = %e, "accept failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    async fn tcp(self, listener: TcpListener, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok((sock, peer)) => {
+                        let _ = sock.set_nodelay(true);
+                        self.admit(ClientStream::Tcp(sock), peer.to_string());
+                    }
+                    Err(e) => self.accept_error(e).await,
+                }
+            }
+        }
+    }
+
+    async fn unix(self, listener: UnixListener, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok((sock, _)) => self.admit(ClientStream::Unix(sock), "unix".into()),
+                    Err(e) => self.accept_error(e).await,
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_pins(ctx: Arc<Context>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => ctx.pins.sweep(std::time::Instant::now()),
+        }
+    }
+}

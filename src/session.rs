@@ -1,0 +1,252 @@
+//! One client connection: read a frame, decide, answer locally or forward, write the
+//! reply. Upstream connections are held only for the duration of one request.
+
+mod forward;
+mod io;
+mod local;
+mod plan;
+
+pub use io::ClientStream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::command::Command;
+use crate::context::Context;
+use crate::errors::{ErrorCode, ProxyError};
+use crate::handshake::ClientMetadata;
+use crate::metrics::Outcome;
+use crate::wire::{
+    build_msg, build_reply, compress, decompress, Compressor, Frame, FrameReader, OpCode, OpMsg, WireError,
+    DEFAULT_MAX_MESSAGE_SIZE,
+};
+
+/// Why a session ended; the label of `mongoplex_client_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    ClientClosed,
+    Shutdown,
+    Protocol(&'static str),
+    Io,
+}
+
+impl End {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::Shutdown => "shutdown",
+            Self::Protocol(_) => "protocol_error",
+            Self::Io => "io_error",
+        }
+    }
+}
+
+pub struct Session {
+    ctx: Arc<Context>,
+    io: ClientStream,
+    reader: FrameReader,
+    connection_id: i64,
+    meta: Option<ClientMetadata>,
+    app: Arc<str>,
+    driver: Arc<str>,
+    compressors: Vec<Compressor>,
+    /// A frame read while waiting on something else (e.g. during an awaitable hello).
+    pending: Option<Frame>,
+    cancel: CancellationToken,
+}
+
+/// Serves one client until it disconnects or shutdown begins between requests.
+pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: CancellationToken) {
+    let connection_id = ctx.next_connection_id();
+    let span = tracing::info_span!("client", peer = %peer, id = connection_id, app = tracing::field::Empty);
+    let unknown: Arc<str> = Arc::from(crate::metrics::apps::UNKNOWN);
+    let session = Session {
+        ctx,
+        io,
+        reader: FrameReader::new(),
+        connection_id,
+        meta: None,
+        app: unknown.clone(),
+        driver: unknown,
+        compressors: Vec::new(),
+        pending: None,
+        cancel,
+    };
+    session.run().instrument(span).await;
+}
+
+impl Session {
+    fn max_message(&self) -> usize {
+        DEFAULT_MAX_MESSAGE_SIZE
+    }
+
+    async fn run(mut self) {
+        self.ctx.metrics.client_opened.inc();
+        self.gauge(1);
+        let end = loop {
+            let frame = match self.next_frame().await {
+                Ok(f) => f,
+                Err(end) => break end,
+            };
+            self.ctx.metrics.client_bytes_in.inc_by(frame.len() as u64);
+            if let Err(end) = self.handle(frame).await {
+                break end;
+            }
+        };
+        match end {
+            End::Protocol(kind) => {
+                self.ctx
+                    .metrics
+                    .client_protocol_errors
+                    .with_label_values(&[kind])
+                    .inc();
+            }
+            End::Io => tracing::debug!("client connection failed"),
+            _ => {}
+        }
+        tracing::debug!(reason = end.reason(), "client disconnected");
+        self.ctx
+            .metrics
+            .client_closed
+            .with_label_values(&[&self.app, &self.driver, end.reason()])
+            .inc();
+        self.gauge(-1);
+        let _ = self.io.shutdown().await;
+    }
+
+    fn gauge(&self, delta: i64) {
+        self.ctx
+            .metrics
+            .client_connections
+            .with_label_values(&[&self.app, &self.driver])
+            .add(delta);
+    }
+
+    async fn next_frame(&mut self) -> Result<Frame, End> {
+        if let Some(f) = self.pending.take() {
+            return Ok(f);
+        }
+        let max = self.max_message();
+        let read = async {
+            if self.reader.is_idle() {
+                // Idle clients keep no buffer: wait for bytes before allocating one.
+                self.reader.release();
+                self.io.readable().await?;
+            }
+            self.reader.next(&mut self.io, max).await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(End::Shutdown),
+            r = read => r,
+        };
+        match result {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(End::ClientClosed),
+            Err(WireError::Io(_)) => Err(End::Io),
+            Err(WireError::Truncated(_)) => Err(End::ClientClosed),
+            Err(e) => Err(self.protocol_error(&e)),
+        }
+    }
+
+    fn protocol_error(&self, e: &WireError) -> End {
+        tracing::warn!(error = %e, "closing client: bad message");
+        End::Protocol(e.kind())
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Result<(), End> {
+        let started = Instant::now();
+        let (frame, compressor) = if frame.op_code() == Some(OpCode::Compressed) {
+            decompress(&frame, self.max_message()).map_err(|e| self.protocol_error(&e))?
+        } else {
+            (frame, None)
+        };
+        match frame.op_code() {
+            Some(OpCode::Msg) => self.handle_msg(frame, compressor, started).await,
+            Some(OpCode::Query) => self.handle_query(frame).await,
+            _ => Err(self.protocol_error(&WireError::malformed("request", "clients may not send OP_REPLY"))),
+        }
+    }
+
+    async fn handle_msg(
+        &mut self,
+        frame: Frame,
+        compressor: Option<Compressor>,
+        started: Instant,
+    ) -> Result<(), End> {
+        let request_id = frame.request_id();
+        let plan = {
+            let msg = match OpMsg::parse(&frame) {
+                Ok(m) => m,
+                Err(e @ (WireError::BadChecksum { .. } | WireError::Malformed { .. })) => {
+                    // The frame boundary is intact, so the stream stays usable: answer
+                    // with an error and carry on.
+                    self.ctx
+                        .metrics
+                        .client_protocol_errors
+                        .with_label_values(&[e.kind()])
+                        .inc();
+                    tracing::warn!(error = %e, "rejecting malformed OP_MSG");
+                    let err = ProxyError::new(ErrorCode::ProtocolError, e.to_string());
+                    return self.reply_error(request_id, &err, compressor).await;
+                }
+                Err(e) => return Err(self.protocol_error(&e)),
+            };
+            let cmd = Command::parse(msg.body);
+            if cmd.known.is_hello() {
+                return self
+                    .hello(request_id, &cmd, msg.body, msg.flags, compressor)
+                    .await;
+            }
+            if let Some(err) = local::refuse(&cmd) {
+                self.ctx.requests.record(cmd.known, Outcome::ProxyError, 0.0);
+                return self.reply_error(request_id, &err, compressor).await;
+            }
+            plan::Plan::new(&cmd, &msg, &self.ctx.pins)
+        };
+        self.ctx
+            .metrics
+            .requests_by_app
+            .with_label_values(&[&self.app])
+            .inc();
+        let (reply, outcome) = self.forward(&plan, frame, request_id).await;
+        if let Some(reply) = reply {
+            self.write(reply, compressor.filter(|_| plan.compressible))
+                .await?;
+        }
+        self.ctx
+            .requests
+            .record(plan.name, outcome, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn reply_error(
+        &mut self,
+        request_id: i32,
+        err: &ProxyError,
+        compressor: Option<Compressor>,
+    ) -> Result<(), End> {
+        let doc = err.to_document();
+        let reply = build_msg(0, request_id, 0, doc.as_bytes());
+        self.write(reply, compressor).await
+    }
+
+    /// Writes a reply, compressed with the client's compressor when it used one.
+    async fn write(&mut self, reply: Frame, compressor: Option<Compressor>) -> Result<(), End> {
+        let reply = match compressor {
+            Some(c) => compress(&reply, c).unwrap_or(reply),
+            None => reply,
+        };
+        self.ctx.metrics.client_bytes_out.inc_by(reply.len() as u64);
+        self.io.write_all(reply.as_bytes()).await.map_err(|_| End::Io)
+    }
+
+    async fn write_legacy(&mut self, request_id: i32, doc: &[u8]) -> Result<(), End> {
+        let reply = build_reply(0, request_id, doc);
+        self.write(reply, None).await
+    }
+}

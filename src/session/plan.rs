@@ -1,0 +1,60 @@
+//! What one forwarded request needs after its frame's borrow ends: the routing decision
+//! and the few facts that decide pins, labels and compression.
+
+use crate::command::{Command, CommandName};
+use crate::pins::Pins;
+use crate::router::{kill_cursors_ids, route, PinLookup, Target};
+use crate::wire::OpMsg;
+
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub name: CommandName,
+    pub target: Target,
+    pub flags: u32,
+    pub more_to_come: bool,
+    pub exhaust_allowed: bool,
+    pub retryable_write: bool,
+    pub in_transaction: bool,
+    pub start_transaction: bool,
+    /// Only kept for commands that create or end a transaction pin.
+    pub lsid: Option<Vec<u8>>,
+    pub cursor_ids: Vec<i64>,
+    pub compressible: bool,
+}
+
+impl Plan {
+    pub fn new(cmd: &Command<'_>, msg: &OpMsg<'_>, pins: &Pins) -> Self {
+        let cursor_ids = match cmd.known {
+            CommandName::GetMore => cmd.get_more_cursor.into_iter().collect(),
+            CommandName::KillCursors => kill_cursors_ids(msg.body),
+            _ => Vec::new(),
+        };
+        let txn_end = matches!(
+            cmd.known,
+            CommandName::CommitTransaction | CommandName::AbortTransaction
+        );
+        let mut lookup = PinLookup::default();
+        if let Some(first) = cursor_ids.first() {
+            lookup.cursor = pins.cursor(*first);
+        }
+        let lsid = cmd.lsid.filter(|_| cmd.in_transaction || txn_end);
+        if let Some(lsid) = lsid {
+            lookup.transaction = pins.transaction(lsid);
+        }
+        Plan {
+            name: cmd.known,
+            target: route(cmd, &lookup),
+            flags: msg.flags,
+            more_to_come: msg.more_to_come(),
+            exhaust_allowed: msg.exhaust_allowed(),
+            retryable_write: cmd.is_retryable_write(),
+            in_transaction: cmd.in_transaction,
+            start_transaction: cmd.start_transaction,
+            lsid: lsid
+                .filter(|_| cmd.start_transaction || txn_end)
+                .map(<[u8]>::to_vec),
+            cursor_ids,
+            compressible: !cmd.known.never_compressed(),
+        }
+    }
+}

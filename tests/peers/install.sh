@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Install the real peers that mongoplex's tests run against (see ../shared/PEERS.md).
+#
+# Idempotent and fast when everything is present: each part is skipped when its stamp
+# (the pinned versions it was installed with) matches and its executables still run.
+#
+#   MONGOPLEX_PEERS_DIR  where to install (default: <repo>/.peers, which is gitignored)
+#
+# Layout it produces:
+#   $PEERS/venv/bin/{python,secantusd-py}  pymongo 4, SecantusDB (Python server), mockupdb
+#   $PEERS/node/node_modules/.bin/mongosh  plus the `mongodb` driver in node_modules
+#   $PEERS/legacy-python                   path of the interpreter that sees Debian's
+#                                          python3-pymongo 3.11 (legacy OP_QUERY handshake)
+# System-wide (apt): python3-pymongo, prometheus (server + promtool).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PEERS="${MONGOPLEX_PEERS_DIR:-$REPO/.peers}"
+
+PY_REQS=("pymongo==4.20.0" "secantusdb==0.7.0b3" "mockupdb==1.8.1")
+NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
+APT_PKGS=(python3-pymongo prometheus)
+# Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
+LEGACY_PY_CANDIDATES=(/usr/bin/python3 /usr/bin/python3.11)
+
+log() { echo "install.sh: $*" >&2; }
+
+mkdir -p "$PEERS"
+
+# ---------------------------------------------------------------- apt packages
+install_apt() {
+    local missing=() pkg
+    for pkg in "${APT_PKGS[@]}"; do
+        # No `dpkg -s | grep -q`: grep exiting early makes pipefail report failure.
+        if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        return
+    fi
+    log "apt-get install ${missing[*]}"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    # --no-install-recommends keeps prometheus from pulling in its exporters/node etc.
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the prometheus service on install where an init system runs; tests
+    # start their own instance on a free port, so stop the packaged one if it came up.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+        "${sudo[@]}" systemctl stop prometheus || true
+    fi
+}
+
+# ------------------------------------------------------------ Python venv (PyPI)
+install_venv() {
+    local venv="$PEERS/venv" stamp="$PEERS/venv/.mongoplex-stamp"
+    local want="${PY_REQS[*]}"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+        && "$venv/bin/python" -c 'import pymongo, mockupdb, secantus' >/dev/null 2>&1 \
+        && [[ -x "$venv/bin/secantusd-py" ]]; then
+        return
+    fi
+    local base_py
+    base_py="$(command -v python3)"
+    log "creating venv $venv with $base_py"
+    rm -rf "$venv"
+    "$base_py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PY_REQS[@]}"
+    echo "$want" >"$stamp"
+}
+
+# ----------------------------------------------------------- Node packages (npm)
+install_node() {
+    local dir="$PEERS/node" stamp="$PEERS/node/.mongoplex-stamp"
+    local want="${NODE_PKGS[*]}"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+        && [[ -x "$dir/node_modules/.bin/mongosh" && -d "$dir/node_modules/mongodb" ]]; then
+        return
+    fi
+    command -v npm >/dev/null || { log "npm not found: install nodejs >= 20.19"; exit 1; }
+    log "npm install ${NODE_PKGS[*]} into $dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    printf '{\n  "name": "mongoplex-peers",\n  "private": true\n}\n' >"$dir/package.json"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error --save-exact "${NODE_PKGS[@]}" >/dev/null)
+    echo "$want" >"$stamp"
+}
+
+# ------------------------------------------------- interpreter for pymongo 3.11
+find_legacy_python() {
+    local py
+    for py in "${LEGACY_PY_CANDIDATES[@]}"; do
+        if [[ -x "$py" ]] && "$py" -c 'import pymongo, sys; sys.exit(pymongo.version_tuple[0] != 3)' 2>/dev/null; then
+            echo "$py" >"$PEERS/legacy-python"
+            return
+        fi
+    done
+    log "no interpreter among ${LEGACY_PY_CANDIDATES[*]} imports Debian's pymongo 3"
+    exit 1
+}
+
+install_apt
+install_venv
+install_node
+find_legacy_python
+
+# ---------------------------------------------------------------- summary
+LEGACY_PY="$(cat "$PEERS/legacy-python")"
+py_ver() { "$1" -c "import importlib.metadata as m; print(m.version('$2'))"; }
+node_ver() { node -p "require('$PEERS/node/node_modules/$1/package.json').version"; }
+echo "pymongo        $(py_ver "$PEERS/venv/bin/python" pymongo)  ($PEERS/venv/bin/python)"
+echo "secantusdb     $(py_ver "$PEERS/venv/bin/python" secantusdb)  ($PEERS/venv/bin/secantusd-py)"
+echo "mockupdb       $(py_ver "$PEERS/venv/bin/python" mockupdb)"
+echo "node-mongodb   $(node_ver mongodb)  (node $(node --version))"
+echo "mongosh        $(node_ver mongosh)  ($PEERS/node/node_modules/.bin/mongosh)"
+echo "pymongo-legacy $("$LEGACY_PY" -c 'import pymongo; print(pymongo.version)')  ($LEGACY_PY)"
+echo "prometheus     $(prometheus --version 2>&1 | head -n1 | awk '{print $3}')"
+echo "promtool       $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
