@@ -57,6 +57,8 @@ pub struct Config {
     pub heartbeat_frequency: Duration,
     pub local_threshold: Duration,
     pub max_client_connections: usize,
+    /// Once a client starts sending a message, the whole message must arrive within this.
+    pub client_read_timeout: Duration,
     pub compressors: Vec<Compressor>,
     pub shutdown_timeout: Duration,
     pub max_app_labels: usize,
@@ -222,7 +224,7 @@ impl Config {
             "" | "off" | "none" => None,
             a => Some(socket_addr("admin", a)?),
         };
-        if admin == Some(listen) {
+        if admin == Some(listen) && listen.port() != 0 {
             return Err(invalid("admin", "must differ from listen"));
         }
         let failover = FailoverOptions {
@@ -268,6 +270,7 @@ impl Config {
                 "max_client_connections",
                 s.max_client_connections.unwrap_or(10_000),
             )?,
+            client_read_timeout: ms(s.client_read_timeout_ms.unwrap_or(30_000)).max(ms(1)),
             compressors,
             shutdown_timeout: ms(s.shutdown_timeout_ms.unwrap_or(10_000)),
             max_app_labels: to_usize("max_app_labels", s.max_app_labels.unwrap_or(50))?.max(1),

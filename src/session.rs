@@ -131,13 +131,18 @@ impl Session {
             return Ok(f);
         }
         let max = self.max_message();
+        let deadline = self.ctx.config.client_read_timeout;
         let read = async {
             if self.reader.is_idle() {
                 // Idle clients keep no buffer: wait for bytes before allocating one.
                 self.reader.release();
                 self.io.readable().await?;
             }
-            self.reader.next(&mut self.io, max).await
+            // Once a message has begun, a stalled sender must not hold its buffer forever.
+            match tokio::time::timeout(deadline, self.reader.next(&mut self.io, max)).await {
+                Ok(r) => r,
+                Err(_) => Err(WireError::Stalled(deadline.as_millis())),
+            }
         };
         let result = tokio::select! {
             biased;

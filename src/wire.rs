@@ -49,6 +49,8 @@ pub enum WireError {
     Decompress(String),
     #[error("connection closed in the middle of a message ({0} bytes buffered)")]
     Truncated(usize),
+    #[error("message not completed within {0} ms")]
+    Stalled(u128),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -74,6 +76,7 @@ impl WireError {
             Self::UnknownCompressor(_) => "unknown_compressor",
             Self::Decompress(_) => "decompress",
             Self::Truncated(_) => "truncated",
+            Self::Stalled(_) => "stalled",
             Self::Io(_) => "io",
         }
     }

@@ -30,6 +30,7 @@ pub struct Settings {
     pub app_name: Option<String>,
 
     pub max_client_connections: Option<u64>,
+    pub client_read_timeout_ms: Option<u64>,
     pub compressors: Option<Vec<String>>,
     pub shutdown_timeout_ms: Option<u64>,
     pub max_app_labels: Option<u64>,
@@ -61,6 +62,7 @@ macro_rules! for_each_field {
         $m!(local_threshold_ms, u64);
         $m!(app_name, str);
         $m!(max_client_connections, u64);
+        $m!(client_read_timeout_ms, u64);
         $m!(compressors, list);
         $m!(shutdown_timeout_ms, u64);
         $m!(max_app_labels, u64);

@@ -3,7 +3,8 @@
 //! [`ConnectionString::parse`] runs four steps, one submodule each:
 //! - `syntax` cuts the string into scheme, userinfo, hosts, database and
 //!   query, and percent-decodes them (Connection String spec);
-//! - `apply` turns the query into typed [`UriOptions`] (URI Options spec);
+//! - `apply` turns the query into typed [`UriOptions`] (URI Options spec),
+//!   with `values` parsing each option's value;
 //! - `auth` builds the [`Credential`] (authentication spec);
 //! - `validate` checks the rules that span several options.
 //!
@@ -19,6 +20,7 @@ mod error;
 mod options;
 mod syntax;
 mod validate;
+mod values;
 
 use std::fmt;
 use std::path::PathBuf;

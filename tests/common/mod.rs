@@ -4,3 +4,4 @@
 //! a one-line-per-module file merges cleanly. Put the code in the module's own file.
 
 pub mod peers;
+pub mod proxy;

@@ -139,14 +139,22 @@ fn check_external_mechanism(c: &Credential, m: AuthMechanism) -> Result<(), Auth
             Ok(())
         }
         AuthMechanism::MongoDbAws => {
-            only_properties(m, props, &["AWS_SESSION_TOKEN"])?;
-            match (c.username.is_some(), c.password.is_some()) {
-                (true, false) | (false, true) => Err(AuthError::AwsKeysIncomplete),
-                (false, false) if props.get("AWS_SESSION_TOKEN").is_some() => {
-                    Err(AuthError::AwsSessionTokenWithoutKeys)
-                }
-                _ => Ok(()),
+            // Keys in the string would outlive the short-lived credentials AWS
+            // issues, so the spec (DRIVERS-3131) has them come from the
+            // environment only.
+            let what = if c.username.is_some() {
+                Some("a username (access key id)")
+            } else if c.password.is_some() {
+                Some("a password (secret access key)")
+            } else if props.get("AWS_SESSION_TOKEN").is_some() {
+                Some("AWS_SESSION_TOKEN")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(AuthError::AwsCredentialsInUri { what });
             }
+            only_properties(m, props, &[])
         }
         AuthMechanism::MongoDbOidc => check_oidc(c),
         // Handled by `build`; listed so a new mechanism must be placed.
@@ -273,11 +281,13 @@ mod tests {
             Err(AuthError::InvalidProperty { .. })
         ));
         let aws = with(AuthMechanism::MongoDbAws, &[("AWS_SESSION_TOKEN", "t")]);
-        assert_eq!(
+        assert!(matches!(
             build(None, &aws, None),
-            Err(AuthError::AwsSessionTokenWithoutKeys)
-        );
-        assert!(build(userinfo("id", Some("key")), &aws, None).is_ok());
+            Err(AuthError::AwsCredentialsInUri { .. })
+        ));
+        let aws = with(AuthMechanism::MongoDbAws, &[]);
+        assert!(build(userinfo("id", Some("key")), &aws, None).is_err());
+        assert!(build(None, &aws, None).is_ok());
         let oidc = with(AuthMechanism::MongoDbOidc, &[("ENVIRONMENT", "azure")]);
         assert!(matches!(
             build(None, &oidc, None),

@@ -170,10 +170,6 @@ pub enum AuthError {
         property: &'static str,
         reason: &'static str,
     },
-    #[error(
-        "MONGODB-AWS needs both a username (access key id) and a password (secret access key), or neither"
-    )]
-    AwsKeysIncomplete,
-    #[error("MONGODB-AWS takes AWS_SESSION_TOKEN only together with a username and password")]
-    AwsSessionTokenWithoutKeys,
+    #[error("MONGODB-AWS does not take {what} from the connection string: AWS credentials come from the environment (the auth spec dropped URI credentials)")]
+    AwsCredentialsInUri { what: &'static str },
 }
