@@ -13,7 +13,7 @@ use super::error::{UriComponent, UriError};
 use super::options::{AuthMechanism, ReadPreferenceMode, Secret, ServerMonitoringMode, TagSet, UriOptions};
 use super::syntax::percent_decode;
 use super::values::{
-    acknowledgment, compressors, mechanism_properties, parse_bool, srv_service_name, tag_set, Value,
+    acknowledgment, compressors, mechanism_properties, parse_bool, srv_service_name, tag_set, OptionValue,
 };
 
 /// The options mongoplex understands, in the URI Options spec's spelling.
@@ -183,14 +183,14 @@ fn apply(o: &mut UriOptions, name: &'static str, text: &str, warnings: &mut Vec<
         }
         return;
     }
-    let mut v = Value { name, text, warnings };
+    let mut v = OptionValue { name, text, warnings };
     if !(apply_connection(o, &mut v) || apply_tls_and_proxy(o, &mut v) || apply_auth(o, &mut v)) {
         apply_read_write(o, &mut v);
     }
 }
 
 /// Topology, pool, timeout and compression options.
-fn apply_connection(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
+fn apply_connection(o: &mut UriOptions, v: &mut OptionValue<'_>) -> bool {
     match v.name {
         "appName" => set(&mut o.app_name, v.string()),
         "replicaSet" => set(&mut o.replica_set, v.string()),
@@ -228,7 +228,7 @@ fn apply_connection(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
     true
 }
 
-fn apply_tls_and_proxy(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
+fn apply_tls_and_proxy(o: &mut UriOptions, v: &mut OptionValue<'_>) -> bool {
     match v.name {
         "tls" | "ssl" => set(&mut o.tls, v.boolean()),
         "tlsInsecure" => set(&mut o.tls_insecure, v.boolean()),
@@ -261,7 +261,7 @@ fn apply_tls_and_proxy(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
     true
 }
 
-fn apply_auth(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
+fn apply_auth(o: &mut UriOptions, v: &mut OptionValue<'_>) -> bool {
     match v.name {
         "authSource" => set(&mut o.auth_source, v.string()),
         "authMechanism" => set(
@@ -276,7 +276,7 @@ fn apply_auth(o: &mut UriOptions, v: &mut Value<'_>) -> bool {
     true
 }
 
-fn apply_read_write(o: &mut UriOptions, v: &mut Value<'_>) {
+fn apply_read_write(o: &mut UriOptions, v: &mut OptionValue<'_>) {
     match v.name {
         "readPreference" => set(
             &mut o.read_preference,

@@ -21,13 +21,13 @@ pub(super) fn parse_bool(value: &str) -> Option<(bool, bool)> {
 }
 
 /// The value of one option being applied, with a place to report problems.
-pub(super) struct Value<'a> {
+pub(super) struct OptionValue<'a> {
     pub name: &'static str,
     pub text: &'a str,
     pub warnings: &'a mut Vec<String>,
 }
 
-impl Value<'_> {
+impl OptionValue<'_> {
     pub fn reject(&mut self, expected: &str) {
         self.warnings.push(format!(
             "option {:?}: invalid value {:?} ignored (expected {expected})",
@@ -87,7 +87,7 @@ impl Value<'_> {
     }
 }
 
-pub(super) fn acknowledgment(v: &mut Value<'_>) -> Option<Acknowledgment> {
+pub(super) fn acknowledgment(v: &mut OptionValue<'_>) -> Option<Acknowledgment> {
     if let Ok(n) = v.text.parse::<i64>() {
         return match u32::try_from(n)
             .ok()
@@ -108,7 +108,7 @@ pub(super) fn acknowledgment(v: &mut Value<'_>) -> Option<Acknowledgment> {
 
 /// Known compressors in order, without duplicates; unknown names are dropped
 /// with a warning, as the compression spec asks.
-pub(super) fn compressors(v: &mut Value<'_>) -> Option<Vec<Compressor>> {
+pub(super) fn compressors(v: &mut OptionValue<'_>) -> Option<Vec<Compressor>> {
     let mut list = Vec::new();
     for name in v.text.split(',') {
         match Compressor::parse(name) {
@@ -137,7 +137,7 @@ pub(super) fn tag_set(text: &str) -> Option<TagSet> {
 /// value cannot contain ','; the spec's tests expect the entry cut off by
 /// such a comma to be dropped with a warning, the rest kept. Entries are not
 /// echoed: AWS_SESSION_TOKEN is a secret.
-pub(super) fn mechanism_properties(v: &mut Value<'_>) -> Option<AuthMechanismProperties> {
+pub(super) fn mechanism_properties(v: &mut OptionValue<'_>) -> Option<AuthMechanismProperties> {
     let mut props = AuthMechanismProperties::default();
     for (i, entry) in v.text.split(',').enumerate() {
         match entry.split_once(':') {
