@@ -46,7 +46,6 @@ pub use self::description::{
 pub use self::errors::{
     classify_error, AppError, AppErrorKind, CommandError, ErrorAction, HandshakePhase, StateChangeError,
 };
-pub use self::hello::HelloError;
 pub use self::read_pref::{
     ReadMode, ReadPrefError, ReadPreference, TagSet, IDLE_WRITE_PERIOD, SMALLEST_MAX_STALENESS,
 };
@@ -60,3 +59,6 @@ pub use self::topology::{
     TopologySnapshot, TopologyType, TopologyUpdate, UnknownTopologyType, DEFAULT_HEARTBEAT_FREQUENCY,
     DEFAULT_LOCAL_THRESHOLD, MIN_HEARTBEAT_FREQUENCY,
 };
+
+#[cfg(test)]
+mod proptests;

@@ -118,31 +118,28 @@ fn parse_limits(sd: &mut ServerDescription, reply: &Document) -> Result<(), Hell
     Ok(())
 }
 
-/// The ServerType table of the SDAM spec. `isreplicaset: true` always means RSGhost.
+/// The ServerType table of the SDAM spec. `isreplicaset: true` always means RSGhost. Every
+/// flag is read (and type-checked) whether or not it decides the type.
 fn server_type(reply: &Document) -> Result<ServerType, HelloError> {
-    if get_str(reply, "msg")? == Some("isdbgrid") {
-        return Ok(ServerType::Mongos);
-    }
-    if get_bool(reply, "isreplicaset")? == Some(true) {
-        return Ok(ServerType::RsGhost);
-    }
-    if get_str(reply, "setName")?.is_none() {
-        return Ok(ServerType::Standalone);
-    }
+    let mongos = get_str(reply, "msg")? == Some("isdbgrid");
+    let ghost = get_bool(reply, "isreplicaset")? == Some(true);
+    let member = get_str(reply, "setName")?.is_some();
     let writable = match get_bool(reply, "isWritablePrimary")? {
         Some(v) => v,
         None => get_bool(reply, "ismaster")?.unwrap_or(false),
     };
-    let t = if get_bool(reply, "hidden")? == Some(true) {
-        ServerType::RsOther
-    } else if writable {
-        ServerType::RsPrimary
-    } else if get_bool(reply, "secondary")? == Some(true) {
-        ServerType::RsSecondary
-    } else if get_bool(reply, "arbiterOnly")? == Some(true) {
-        ServerType::RsArbiter
-    } else {
-        ServerType::RsOther
+    let hidden = get_bool(reply, "hidden")? == Some(true);
+    let secondary = get_bool(reply, "secondary")? == Some(true);
+    let arbiter = get_bool(reply, "arbiterOnly")? == Some(true);
+    let t = match () {
+        _ if mongos => ServerType::Mongos,
+        _ if ghost => ServerType::RsGhost,
+        _ if !member => ServerType::Standalone,
+        _ if hidden => ServerType::RsOther,
+        _ if writable => ServerType::RsPrimary,
+        _ if secondary => ServerType::RsSecondary,
+        _ if arbiter => ServerType::RsArbiter,
+        _ => ServerType::RsOther,
     };
     Ok(t)
 }

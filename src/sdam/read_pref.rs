@@ -337,11 +337,24 @@ mod tests {
             doc! {"mode": "nearest", "tags": [1]},
             doc! {"mode": "nearest", "tags": [{"dc": 1}]},
             doc! {"mode": "nearest", "hedge": true},
-            doc! {"mode": "nearest", "mode": "secondary"},
         ];
         for d in cases {
             assert!(ReadPreference::from_document(&d).is_err(), "{d}");
         }
+        let mut dup = RawDocumentBuf::new();
+        dup.append(bson::cstr!("mode"), "nearest");
+        dup.append(bson::cstr!("mode"), "secondary");
+        assert_eq!(
+            ReadPreference::from_raw(&dup),
+            Err(ReadPrefError::Duplicate("mode".into()))
+        );
+        assert_eq!(
+            // A string element claiming 16 bytes inside a 12-byte document.
+            ReadPreference::from_raw(
+                RawDocument::from_bytes(&[12, 0, 0, 0, 2, b'm', 0, 16, 0, 0, 0, 0]).unwrap()
+            ),
+            Err(ReadPrefError::Malformed)
+        );
     }
 
     #[test]

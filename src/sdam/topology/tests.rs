@@ -276,6 +276,18 @@ fn load_balanced_errors_never_mark_unknown() {
 }
 
 #[test]
+fn ghost_seen_while_unknown_waits_for_its_own_check() {
+    // Found by the property test: the table acts only on the server just checked.
+    let (mut td, _) = TopologyDescription::new(settings(&["c", "d"])).unwrap();
+    td.update(hello("c", doc! {"ok": 1, "isreplicaset": true}));
+    td.update(hello("d", doc! {"ok": 1, "msg": "isdbgrid"}));
+    assert_eq!(td.topology_type(), TopologyType::Sharded);
+    assert_eq!(td.server(&addr("c")).unwrap().server_type, ServerType::RsGhost);
+    let up = td.update(hello("c", doc! {"ok": 1, "isreplicaset": true}));
+    assert_eq!(up.removed, vec![addr("c")]);
+}
+
+#[test]
 fn close_removes_everything() {
     let (mut td, _) = TopologyDescription::new(settings(&["a", "b"])).unwrap();
     let up = td.close();
