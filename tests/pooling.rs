@@ -63,9 +63,13 @@ async fn five_hundred_clients_share_eight_upstream_connections() {
             tasks.push(tokio::spawn(async move {
                 for k in 0..OPS {
                     let id = format!("{i}-{j}-{k}");
-                    coll.insert_one(doc! { "_id": &id, "k": k as i64 }).await?;
+                    coll.insert_one(doc! { "_id": &id, "k": i64::try_from(k).unwrap() })
+                        .await?;
                     let got = coll.find_one(doc! { "_id": &id }).await?;
-                    assert_eq!(got.and_then(|d| d.get_i64("k").ok()), Some(k as i64));
+                    assert_eq!(
+                        got.and_then(|d| d.get_i64("k").ok()),
+                        Some(i64::try_from(k).unwrap())
+                    );
                 }
                 Ok::<_, mongodb::error::Error>(())
             }));

@@ -1,0 +1,205 @@
+//! The `mongoplex` binary: its command-line contract, configuration errors, and graceful
+//! shutdown on SIGTERM with a request in flight.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::peers::Secantus;
+use mongodb::bson::{doc, Document};
+use mongodb::Client;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mongoplex"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the binary and waits until it logs that it started.
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let mut child = bin()
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("mongoplex started") => return child,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mongoplex did not start: {e}");
+            }
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mongoplex did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn invalid_settings_exit_2_with_a_precise_message() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
+        (&["--listen", "nope"], &[], "listen"),
+        (&["--upstream", "mongodb://h:99999/"], &[], "99999"),
+        (&["--upstream", "postgres://x"], &[], "upstream"),
+        (
+            &[],
+            &[("MONGOPLEX_MAX_POOL_SIZE", "lots")],
+            "MONGOPLEX_MAX_POOL_SIZE",
+        ),
+        (
+            &["--config", "/nonexistent/mongoplex.toml"],
+            &[],
+            "/nonexistent/mongoplex.toml",
+        ),
+    ];
+    for (args, envs, needle) in cases {
+        let out = bin().args(*args).envs(envs.iter().copied()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: message should name {needle:?}: {stderr}"
+        );
+    }
+    let help = bin().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--config", "--listen", "--upstream", "--admin"] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_env_and_flags_layer() {
+    let upstream = Secantus::start();
+    let dir = std::env::temp_dir().join(format!("mongoplex-life-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file_port, flag_port) = (free_port(), free_port());
+    let file = dir.join("m.toml");
+    let toml = format!(
+        "listen = \"127.0.0.1:{file_port}\"\nupstream = \"{}\"\nadmin = \"off\"\nmax_pool_size = 3\n",
+        upstream.uri()
+    );
+    std::fs::write(&file, toml).unwrap();
+    let sock = dir.join("mongoplex.sock");
+    let mut child = spawn(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{flag_port}"),
+        ],
+        &[("MONGOPLEX_UNIX_SOCKET", sock.to_str().unwrap())],
+    );
+    // The flag beat the file; the file still supplied the upstream.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err());
+    let client = Client::with_uri_str(format!("mongodb://127.0.0.1:{flag_port}/"))
+        .await
+        .unwrap();
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .unwrap();
+    // The environment added a unix socket listener.
+    let path = sock.to_str().unwrap().replace('/', "%2F");
+    let unix = Client::with_uri_str(format!("mongodb://{path}/")).await.unwrap();
+    unix.database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .expect("ping over the unix socket");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
+    let upstream = Secantus::start();
+    let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
+    let port = free_port();
+    let mut child = spawn(
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &upstream.uri(),
+            "--admin",
+            "off",
+        ],
+        &[],
+    );
+    let uri = format!("mongodb://127.0.0.1:{port}/?retryReads=false");
+    let client = Client::with_uri_str(&uri).await.unwrap();
+    let coll = client.database("life").collection::<Document>("c");
+    coll.insert_one(doc! { "_id": 1 }).await.unwrap();
+    direct
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": 1 },
+            "data": { "failCommands": ["find"], "blockConnection": true, "blockTimeMS": 1500 },
+        })
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn(async move { coll.find_one(doc! { "_id": 1 }).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = Instant::now();
+    sigterm(&child);
+    let got = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight find completes during shutdown");
+    assert_eq!(got.and_then(|d| d.get_i32("_id").ok()), Some(1));
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "exited before the in-flight request finished"
+    );
+    // Stopped accepting.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
