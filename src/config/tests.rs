@@ -119,3 +119,18 @@ fn redacts_passwords() {
     assert_eq!(redact("mongodb://u:secret@h:1/db"), "mongodb://u:***@h:1/db");
     assert_eq!(redact("mongodb://h:1/db"), "mongodb://h:1/db");
 }
+
+#[test]
+fn shipped_example_config_is_valid_and_matches_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mongoplex.toml");
+    let example = Config::validate(Settings::from_file(&path).unwrap()).unwrap();
+    let defaults = cfg(Settings::default()).unwrap();
+    assert_eq!(example.listen, defaults.listen);
+    assert_eq!(example.admin, defaults.admin);
+    assert_eq!(example.seeds, defaults.seeds);
+    assert_eq!(example.pool.max_size, defaults.pool.max_size);
+    assert_eq!(example.pool.wait_queue_timeout, defaults.pool.wait_queue_timeout);
+    assert_eq!(example.server_selection_timeout, defaults.server_selection_timeout);
+    assert_eq!(example.failover.buffer_window, defaults.failover.buffer_window);
+    assert_eq!(example.compressors, defaults.compressors);
+}
