@@ -14,18 +14,14 @@ pub struct Context {
     pub topology: Topology,
     pub metrics: Metrics,
     pub requests: RequestMetrics,
-    pub pins: Pins,
+    pub pins: Arc<Pins>,
     next_connection_id: AtomicI64,
     /// Open client connections, checked against max_client_connections at accept.
     pub clients: AtomicUsize,
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics) -> Self {
-        let pins = Pins::new(
-            metrics.pinned_cursors.clone(),
-            metrics.pinned_transactions.clone(),
-        );
+    pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics, pins: Arc<Pins>) -> Self {
         let requests = RequestMetrics::new(&metrics);
         Self {
             config,

@@ -73,18 +73,6 @@ impl ProxyError {
         }
     }
 
-    /// Adds the labels a driver needs to retry safely: only for failures where the
-    /// command cannot have run (or is deduplicated by txnNumber).
-    pub fn retry_labels(mut self, retryable_write: bool, in_transaction: bool) -> Self {
-        if retryable_write {
-            self.labels.push(RETRYABLE_WRITE_ERROR);
-        }
-        if in_transaction {
-            self.labels.push(TRANSIENT_TRANSACTION_ERROR);
-        }
-        self
-    }
-
     pub fn to_document(&self) -> RawDocumentBuf {
         let mut d = rawdoc! {
             "ok": 0.0,
@@ -109,9 +97,9 @@ mod tests {
 
     #[test]
     fn documents_have_the_standard_shape() {
-        let d = ProxyError::new(ErrorCode::HostUnreachable, "x")
-            .retry_labels(true, false)
-            .to_document();
+        let mut e = ProxyError::new(ErrorCode::HostUnreachable, "x");
+        e.labels.push(RETRYABLE_WRITE_ERROR);
+        let d = e.to_document();
         assert_eq!(d.get_f64("ok").unwrap(), 0.0);
         assert_eq!(d.get_i32("code").unwrap(), 6);
         assert_eq!(d.get_str("codeName").unwrap(), "HostUnreachable");

@@ -1,4 +1,31 @@
-//! mongoplex (layout map written as modules land)
+//! mongoplex: a MongoDB connection pooler.
+//!
+//! # How a request travels
+//!
+//! Layers run bytes → frame → command → action:
+//!
+//! 1. [`server`] accepts a client (TCP or unix socket) under the client-connection limit
+//!    and spawns a [`session`] for it.
+//! 2. [`session`] reads whole messages with [`wire::FrameReader`] (lengths checked
+//!    before allocating; no buffer held while the client is idle), unwraps
+//!    OP_COMPRESSED, and parses the OP_MSG view ([`wire::OpMsg`]).
+//! 3. [`command`] reads the few top-level fields that matter (name, `$db`, `lsid`,
+//!    `txnNumber`, `$readPreference`, cursor ids) from the raw body.
+//! 4. hello/isMaster is answered locally by [`handshake`] as a mongos. Everything else
+//!    goes to [`router`], a pure function from command and [`pins`] to a target: a pinned
+//!    member (cursor, transaction) or selection criteria.
+//! 5. [`topology`] selects a member (monitors per member feed it; the pure SDAM state
+//!    machine and selection rules live in [`sdam`]), and that member's [`pool`] hands out
+//!    an [`upstream`] connection, FIFO, bounded by waitQueueTimeoutMS.
+//! 6. The request's bytes go upstream with a new requestID; the reply comes back, the
+//!    connection is checked in (on drop), pins are updated, state-change errors are
+//!    reported to the topology, and the reply is written with the client's responseTo.
+//!    Errors the proxy makes itself are MongoDB error documents from [`errors`].
+//!
+//! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`),
+//! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
+//! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
+//! shares). There is no global state; shutdown is CancellationToken plus TaskTracker.
 #![forbid(unsafe_code)]
 pub mod address;
 pub mod admin;
@@ -10,6 +37,7 @@ pub mod handshake;
 pub mod metrics;
 pub mod pins;
 pub mod pool;
+pub mod retry;
 pub mod router;
 pub mod sdam;
 pub mod server;

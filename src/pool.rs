@@ -198,27 +198,24 @@ impl Pool {
         }
     }
 
-    /// Clears the pool: bumps the generation, closes idle connections, and, when
-    /// `pause` is set, fails waiters and new checkouts until [`Pool::mark_ready`].
-    pub fn clear(&self, reason: &str, pause: bool) {
+    /// Clears the pool to `generation` (SDAM's count leads; the pool follows): idle
+    /// connections close now, in-use ones when they come back, and the pool pauses —
+    /// waiters and new checkouts fail fast — until [`Pool::mark_ready`].
+    pub fn clear_to(&self, generation: u32, reason: &str) {
         let (idle, waiters) = {
             let mut st = self.inner.lock();
-            st.generation = st.generation.wrapping_add(1);
+            st.generation = generation;
             let idle: Vec<_> = st.idle.drain(..).collect();
             st.total -= idle.len();
-            let waiters = if pause {
-                st.ready = false;
-                st.clear_reason = Some(reason.to_string());
-                std::mem::take(&mut st.waiters)
-            } else {
-                Default::default()
-            };
+            st.ready = false;
+            st.clear_reason = Some(reason.to_string());
+            let waiters = std::mem::take(&mut st.waiters);
             self.inner.publish(&st);
             (idle, waiters)
         };
         drop(waiters);
         self.inner.metrics.clears.inc();
-        tracing::warn!(address = %self.inner.address, reason, pause, "connection pool cleared");
+        tracing::warn!(address = %self.inner.address, reason, generation, "connection pool cleared");
         self.inner.close_all(idle, "stale");
     }
 

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::context::Context;
 use crate::metrics::Metrics;
+use crate::pins::Pins;
 use crate::session::{self, ClientStream};
 use crate::topology::Topology;
 
@@ -47,13 +48,19 @@ impl Proxy {
         let metrics = Metrics::new(&registry, config.max_app_labels);
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
+        let pins = Arc::new(Pins::new(
+            metrics.pinned_cursors.clone(),
+            metrics.pinned_transactions.clone(),
+        ));
         let topology = Topology::start(
             config.clone(),
             metrics.clone(),
+            pins.clone(),
             background.clone(),
             background_cancel.clone(),
-        );
-        let ctx = Arc::new(Context::new(config.clone(), topology, metrics));
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let ctx = Arc::new(Context::new(config.clone(), topology, metrics, pins));
         let accept_cancel = CancellationToken::new();
         let session_cancel = CancellationToken::new();
         let sessions = TaskTracker::new();

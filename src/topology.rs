@@ -1,15 +1,18 @@
-//! The runtime side of topology: one monitor task and one pool per member, a snapshot
-//! of what is known published on a watch channel, and server selection that waits up
-//! to serverSelectionTimeoutMS for a suitable member.
+//! The runtime side of topology: the SDAM state machine ([`crate::sdam`]) behind one lock,
+//! one monitor task and one pool per member, and a snapshot published on a watch channel
+//! that server selection and the admin endpoint read without locking.
 
+mod failover;
 mod monitor;
+mod select;
 mod snapshot;
 pub mod state_change;
 
+pub use select::{SelectError, Selected};
 pub use snapshot::{ServerInfo, ServerKind, Snapshot};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
@@ -21,29 +24,25 @@ use crate::address::ServerAddress;
 use crate::config::Config;
 use crate::handshake::{ProxyTopologyVersion, UpstreamLimits};
 use crate::metrics::Metrics;
+use crate::pins::Pins;
 use crate::pool::Pool;
-use crate::router::Criteria;
-
-/// Why no server could be selected.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SelectError {
-    #[error("no suitable server for {criteria} within {waited_ms} ms (serverSelectionTimeoutMS); topology: {summary}")]
-    Timeout {
-        criteria: String,
-        waited_ms: u128,
-        summary: String,
-    },
-    #[error("invalid read preference: {0}")]
-    InvalidReadPreference(String),
-    #[error("mongoplex is shutting down")]
-    ShuttingDown,
-}
+use crate::sdam::{
+    AppError, AppErrorKind, CommandError, HandshakePhase, RttEstimator, SdamEvent, ServerDescription,
+    TopologyDescription, TopologySettings, TopologyUpdate,
+};
 
 #[derive(Debug)]
 struct Member {
     pool: Pool,
     check_now: Arc<Notify>,
     cancel: CancellationToken,
+}
+
+/// SDAM state; every outcome is applied under this one lock, in order.
+#[derive(Debug)]
+struct Sdam {
+    desc: TopologyDescription,
+    rtt: HashMap<ServerAddress, RttEstimator>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,18 +54,20 @@ pub struct Topology {
 struct Inner {
     config: Arc<Config>,
     metrics: Metrics,
+    pins: Arc<Pins>,
+    /// Monotonic origin for the SDAM state machine's clock.
+    epoch: Instant,
+    sdam: Mutex<Sdam>,
     members: Mutex<HashMap<ServerAddress, Member>>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     version: watch::Sender<ProxyTopologyVersion>,
+    failover: failover::Failover,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
-/// A selected member and its pool.
-#[derive(Debug, Clone)]
-pub struct Selected {
-    pub address: ServerAddress,
-    pub pool: Pool,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Topology {
@@ -74,66 +75,45 @@ impl Topology {
     pub fn start(
         config: Arc<Config>,
         metrics: Metrics,
+        pins: Arc<Pins>,
         tracker: TaskTracker,
         cancel: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, crate::sdam::SettingsError> {
+        let mut settings = TopologySettings::new(config.seeds.clone());
+        settings.replica_set = config.replica_set.clone();
+        settings.direct_connection = config.direct_connection;
+        settings.local_threshold = config.local_threshold;
+        settings.heartbeat_frequency = config.heartbeat_frequency;
+        let (desc, update) = TopologyDescription::new(settings.validate()?)?;
         let version = ProxyTopologyVersion {
             process_id: ObjectId::new(),
             counter: 0,
         };
-        let seeds = config.seeds.clone();
-        let snapshot = Snapshot::new(&seeds);
         let inner = Arc::new(Inner {
+            failover: failover::Failover::new(&metrics),
             config,
             metrics,
+            pins,
+            epoch: Instant::now(),
+            snapshot: watch::Sender::new(Arc::new(Snapshot::new(desc.clone(), None))),
+            sdam: Mutex::new(Sdam {
+                desc,
+                rtt: HashMap::new(),
+            }),
             members: Mutex::default(),
-            snapshot: watch::Sender::new(Arc::new(snapshot)),
             version: watch::Sender::new(version),
             tracker,
             cancel,
         });
         let t = Topology { inner };
-        for s in seeds {
-            t.add_member(s);
-        }
-        t
+        let mut sdam = lock(&t.inner.sdam);
+        t.apply(&mut sdam, update);
+        drop(sdam);
+        Ok(t)
     }
 
-    fn add_member(&self, address: ServerAddress) {
-        let i = &self.inner;
-        let mut members = i.members.lock().unwrap_or_else(|p| p.into_inner());
-        if members.contains_key(&address) {
-            return;
-        }
-        let label = address.to_string();
-        let pool_metrics = i.metrics.pool(&label);
-        i.metrics
-            .pool_max_size
-            .with_label_values(&[label.as_str()])
-            .set(i64::try_from(i.config.pool.max_size).unwrap_or(0));
-        let pool = Pool::new(
-            address.clone(),
-            i.config.pool.clone(),
-            i.config.connect.clone(),
-            pool_metrics,
-        );
-        let cancel = i.cancel.child_token();
-        pool.spawn_maintenance(&i.tracker, cancel.clone());
-        let check_now = Arc::new(Notify::new());
-        i.tracker.spawn(monitor::run(
-            self.clone(),
-            address.clone(),
-            check_now.clone(),
-            cancel.clone(),
-        ));
-        members.insert(
-            address,
-            Member {
-                pool,
-                check_now,
-                cancel,
-            },
-        );
+    fn now(&self) -> Duration {
+        self.inner.epoch.elapsed()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -149,19 +129,19 @@ impl Topology {
     }
 
     pub fn pool(&self, address: &ServerAddress) -> Option<Pool> {
-        let members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        members.get(address).map(|m| m.pool.clone())
+        lock(&self.inner.members).get(address).map(|m| m.pool.clone())
     }
 
     pub fn pools(&self) -> Vec<Pool> {
-        let members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        members.values().map(|m| m.pool.clone()).collect()
+        lock(&self.inner.members)
+            .values()
+            .map(|m| m.pool.clone())
+            .collect()
     }
 
     /// Asks the monitor of `address` (or of every member) to check now.
     pub fn request_check(&self, address: Option<&ServerAddress>) {
-        let members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        for (a, m) in members.iter() {
+        for (a, m) in lock(&self.inner.members).iter() {
             if address.is_none_or(|x| x == a) {
                 self.inner
                     .metrics
@@ -173,7 +153,7 @@ impl Topology {
         }
     }
 
-    /// Limits to advertise, waiting up to `timeout` for the first server to be known.
+    /// Limits to advertise, waiting up to `timeout` for the first member to be known.
     pub async fn limits(&self, timeout: Duration) -> Option<UpstreamLimits> {
         let mut rx = self.subscribe();
         let found = match tokio::time::timeout(timeout, rx.wait_for(|s| s.limits.is_some())).await {
@@ -183,154 +163,255 @@ impl Topology {
         found
     }
 
-    /// Picks a member for `criteria`, waiting for topology changes up to
-    /// serverSelectionTimeoutMS.
-    pub async fn select(&self, criteria: &Criteria) -> Result<Selected, SelectError> {
-        let started = Instant::now();
-        let deadline = started + self.inner.config.server_selection_timeout;
-        let mut rx = self.subscribe();
-        let mut requested = false;
-        loop {
-            let snap = rx.borrow_and_update().clone();
-            if let Some(address) = snap.select(criteria, self.inner.config.local_threshold)? {
-                if let Some(pool) = self.pool(&address) {
-                    return Ok(Selected { address, pool });
-                }
-            }
-            if !requested {
-                self.request_check(None);
-                requested = true;
-            }
-            tokio::select! {
-                _ = self.inner.cancel.cancelled() => return Err(SelectError::ShuttingDown),
-                r = tokio::time::timeout_at(deadline.into(), rx.changed()) => {
-                    if r.is_err() || r.is_ok_and(|c| c.is_err()) {
-                        let snap = self.snapshot();
-                        return Err(SelectError::Timeout {
-                            criteria: criteria_name(criteria),
-                            waited_ms: started.elapsed().as_millis(),
-                            summary: snap.summary(),
-                        });
-                    }
-                }
-            }
+    /// A monitor's successful check: the hello reply and one RTT sample.
+    pub(crate) fn check_succeeded(
+        &self,
+        address: &ServerAddress,
+        hello: &bson::Document,
+        rtt: Option<Duration>,
+    ) {
+        let now = self.now();
+        let mut sdam = lock(&self.inner.sdam);
+        let est = sdam.rtt.entry(address.clone()).or_default();
+        let average = match rtt {
+            Some(sample) => est.add_sample(sample),
+            None => est.average().unwrap_or_default(),
+        };
+        let sd = ServerDescription::from_hello(address.clone(), hello, average, now);
+        let update = if sd.error.is_some() {
+            let why = sd.error.clone().unwrap_or_default();
+            sdam.rtt.remove(address);
+            sdam.desc.handle_monitor_error(address, why, false)
+        } else {
+            sdam.desc.update(sd)
+        };
+        self.apply(&mut sdam, update);
+    }
+
+    /// An RTT sample from the separate RTT connection (streaming mode).
+    pub(crate) fn rtt_sample(&self, address: &ServerAddress, sample: Duration) {
+        let mut sdam = lock(&self.inner.sdam);
+        let avg = sdam.rtt.entry(address.clone()).or_default().add_sample(sample);
+        self.inner
+            .metrics
+            .member_rtt
+            .with_label_values(&[address.to_string().as_str()])
+            .set(avg.as_secs_f64());
+    }
+
+    pub(crate) fn check_failed(&self, address: &ServerAddress, error: String, timeout: bool) {
+        self.inner
+            .metrics
+            .heartbeat_failures
+            .with_label_values(&[address.to_string().as_str()])
+            .inc();
+        let mut sdam = lock(&self.inner.sdam);
+        sdam.rtt.remove(address);
+        let update = sdam.desc.handle_monitor_error(address, error, timeout);
+        self.apply(&mut sdam, update);
+    }
+
+    /// An error reply or write concern error seen by the request path.
+    pub fn on_reply_error(&self, address: &ServerAddress, generation: u32, reply: &bson::RawDocument) {
+        let Ok(doc) = bson::Document::try_from(reply) else {
+            return;
+        };
+        let Some(err) = CommandError::from_reply(&doc) else {
+            return;
+        };
+        if let Some(code) = err.code.filter(|c| state_change::is_state_change(*c)) {
+            let label = address.to_string();
+            self.inner
+                .metrics
+                .state_change_errors
+                .with_label_values(&[label.as_str(), code.to_string().as_str()])
+                .inc();
+            tracing::info!(member = %address, code, "state change error from upstream");
+        }
+        self.app_error(
+            address,
+            AppError {
+                generation,
+                phase: HandshakePhase::AfterHandshake,
+                kind: AppErrorKind::Command(err),
+            },
+        );
+    }
+
+    /// A network error on a pooled connection (or while opening one).
+    pub fn on_network_error(
+        &self,
+        address: &ServerAddress,
+        generation: u32,
+        before_handshake: bool,
+        timeout: bool,
+    ) {
+        let phase = if before_handshake {
+            HandshakePhase::BeforeHandshake
+        } else {
+            HandshakePhase::AfterHandshake
+        };
+        self.app_error(
+            address,
+            AppError {
+                generation,
+                phase,
+                kind: AppErrorKind::Network { timeout },
+            },
+        );
+    }
+
+    fn app_error(&self, address: &ServerAddress, err: AppError) {
+        let mut sdam = lock(&self.inner.sdam);
+        let max_wire = sdam.desc.server(address).and_then(|s| s.max_wire_version);
+        let action = sdam.desc.handle_application_error(address, &err, max_wire);
+        if action.ignored_as_stale {
+            return;
+        }
+        if action.mark_unknown {
+            tracing::warn!(member = %address, error = ?err.kind, clear_pool = action.clear_pool, "member marked unknown after an application error");
+        }
+        self.apply(&mut sdam, action.update);
+        drop(sdam);
+        if action.request_immediate_check {
+            self.request_check(Some(address));
         }
     }
 
-    /// Records a monitor's result and publishes the new snapshot.
-    pub(crate) fn update(&self, info: ServerInfo) {
+    /// Carries out what an SDAM update asks for, in the spec's order, then publishes.
+    fn apply(&self, sdam: &mut Sdam, update: TopologyUpdate) {
         let i = &self.inner;
-        let address = info.address.clone();
-        if let Some(pool) = self.pool(&address) {
-            if info.kind == ServerKind::Unknown {
-                pool.clear(info.error.as_deref().unwrap_or("server marked unknown"), true);
-            } else {
+        for address in &update.removed {
+            if let Some(m) = lock(&i.members).remove(address) {
+                m.cancel.cancel();
+                m.pool.close();
+            }
+            let dropped = i.pins.drop_member(address);
+            tracing::info!(member = %address, dropped_cursor_pins = dropped, "member removed from topology");
+        }
+        for clear in &update.pools_to_clear {
+            if let Some(pool) = self.pool(&clear.address) {
+                let why = sdam.desc.server(&clear.address).and_then(|s| s.error.clone());
+                pool.clear_to(
+                    clear.new_generation,
+                    why.as_deref().unwrap_or("server marked unknown"),
+                );
+            }
+        }
+        for address in &update.pools_ready {
+            if let Some(pool) = self.pool(address) {
                 pool.mark_ready();
             }
         }
-        let label = address.to_string();
-        for kind in ServerKind::ALL {
-            i.metrics
-                .member_state
-                .with_label_values(&[label.as_str(), kind.as_str()])
-                .set(i64::from(*kind == info.kind));
+        for address in &update.added {
+            self.add_member(address.clone());
         }
-        if let Some(rtt) = info.rtt {
-            i.metrics
-                .member_rtt
-                .with_label_values(&[label.as_str()])
-                .set(rtt.as_secs_f64());
+        if !update.immediate_checks.is_empty() {
+            for a in &update.immediate_checks {
+                if let Some(m) = lock(&i.members).get(a) {
+                    m.check_now.notify_one();
+                }
+            }
         }
+        self.log_events(&update.events);
         let old = self.snapshot();
-        let new = old.with_server(info);
-        if new.primary != old.primary && new.primary.is_some() {
-            i.metrics.primary_changes.inc();
-            tracing::info!(old = ?old.primary, new = ?new.primary, "primary changed");
+        let new = Snapshot::new(sdam.desc.clone(), old.limits.as_ref());
+        self.record_states(&new);
+        if let Some(change) = &update.primary_changed {
+            if change.new.is_some() {
+                i.metrics.primary_changes.inc();
+            }
+            tracing::info!(old = ?change.old.as_ref().map(ToString::to_string), new = ?change.new.as_ref().map(ToString::to_string), "primary changed");
         }
-        if new.limits != old.limits && new.limits.is_some() {
+        i.failover.observe(new.primary.is_some());
+        if new.limits != old.limits && old.limits.is_some() {
             i.version.send_modify(|v| v.counter += 1);
         }
         i.snapshot.send_replace(Arc::new(new));
     }
 
-    /// A state-change error in a reply (NotWritablePrimary, NodeIsRecovering): the
-    /// member is re-checked at once; shutdown codes also clear its pool.
-    pub fn on_reply_error(
-        &self,
-        address: &ServerAddress,
-        generation: u32,
-        info: &crate::command::ReplyInfo<'_>,
-    ) {
-        let codes = [info.code, info.write_concern_code];
-        let Some(code) = codes
-            .into_iter()
-            .flatten()
-            .find(|c| state_change::is_state_change(*c))
-        else {
+    fn log_events(&self, events: &[SdamEvent]) {
+        for e in events {
+            if let SdamEvent::ServerDescriptionChanged {
+                address,
+                previous,
+                new,
+            } = e
+            {
+                if previous.server_type != new.server_type {
+                    tracing::info!(member = %address, from = previous.server_type.as_str(), to = new.server_type.as_str(), error = ?new.error, "member state changed");
+                }
+            }
+        }
+    }
+
+    fn record_states(&self, snap: &Snapshot) {
+        let m = &self.inner.metrics;
+        for s in &snap.servers {
+            let label = s.address.to_string();
+            for kind in ServerKind::ALL {
+                m.member_state
+                    .with_label_values(&[label.as_str(), kind.as_str()])
+                    .set(i64::from(*kind == s.kind));
+            }
+            if let Some(rtt) = s.rtt {
+                m.member_rtt
+                    .with_label_values(&[label.as_str()])
+                    .set(rtt.as_secs_f64());
+            }
+        }
+    }
+
+    fn add_member(&self, address: ServerAddress) {
+        let i = &self.inner;
+        let mut members = lock(&i.members);
+        if members.contains_key(&address) {
             return;
-        };
+        }
         let label = address.to_string();
-        self.inner
-            .metrics
-            .state_change_errors
-            .with_label_values(&[label.as_str(), code.to_string().as_str()])
-            .inc();
-        tracing::info!(member = %address, code, "state change error from upstream");
-        let Some(pool) = self.pool(address) else { return };
-        if pool.generation() != generation {
-            return; // stale: the pool was cleared since this connection was made
-        }
-        if state_change::is_shutdown(code) {
-            pool.clear(&format!("server reported shutdown (code {code})"), false);
-        }
-        self.mark_unknown(address, format!("state change error {code}"));
-        self.request_check(Some(address));
-    }
-
-    /// A network error on a pooled connection: the member is marked Unknown and its
-    /// pool cleared, unless it was a timeout or the connection was already stale.
-    pub fn on_network_error(
-        &self,
-        address: &ServerAddress,
-        generation: u32,
-        e: &crate::upstream::UpstreamError,
-    ) {
-        let Some(pool) = self.pool(address) else { return };
-        if pool.generation() != generation || e.is_timeout() {
-            return;
-        }
-        tracing::warn!(member = %address, error = %e, "network error on upstream connection");
-        self.update(ServerInfo::unknown(address.clone(), Some(e.to_string())));
-        self.request_check(Some(address));
-    }
-
-    fn mark_unknown(&self, address: &ServerAddress, why: String) {
-        let old = self.snapshot();
-        let new = old.with_server(ServerInfo::unknown(address.clone(), Some(why)));
-        self.inner.snapshot.send_replace(Arc::new(new));
+        i.metrics
+            .pool_max_size
+            .with_label_values(&[label.as_str()])
+            .set(i64::try_from(i.config.pool.max_size).unwrap_or(0));
+        let pool = Pool::new(
+            address.clone(),
+            i.config.pool.clone(),
+            i.config.connect.clone(),
+            i.metrics.pool(&label),
+        );
+        let cancel = i.cancel.child_token();
+        pool.spawn_maintenance(&i.tracker, cancel.clone());
+        let check_now = Arc::new(Notify::new());
+        i.tracker.spawn(monitor::run(
+            self.clone(),
+            address.clone(),
+            check_now.clone(),
+            cancel.clone(),
+        ));
+        tracing::info!(member = %address, "monitoring member");
+        members.insert(
+            address,
+            Member {
+                pool,
+                check_now,
+                cancel,
+            },
+        );
     }
 
     pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
-    pub(crate) fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+    pub(crate) fn cancelled(&self) -> &CancellationToken {
+        &self.inner.cancel
     }
 
     /// Stops every monitor and closes every pool.
     pub fn shutdown(&self) {
-        let members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
-        for m in members.values() {
+        for m in lock(&self.inner.members).values() {
             m.cancel.cancel();
             m.pool.close();
         }
-    }
-}
-
-fn criteria_name(c: &Criteria) -> String {
-    match c {
-        Criteria::Primary => "primary".into(),
-        Criteria::Read(rp) => format!("read preference {:?}", rp.get_str("mode").unwrap_or("?")),
     }
 }

@@ -17,7 +17,6 @@ fi
 if cargo nextest --version >/dev/null 2>&1; then
     # Each test starts its own SecantusDB; 4 at a time keeps 2 cores from thrashing.
     cargo nextest run --no-fail-fast --test-threads 4 "$@"
-    cargo test --doc --quiet
 else
     cargo test --no-fail-fast "$@"
 fi

@@ -1,19 +1,34 @@
 //! The forward path: select a member, check out a connection, exchange one request and
-//! reply, check the connection back in before writing to the client.
+//! reply, check the connection back in before writing to the client. Failures are
+//! classified and, where [`crate::retry`] says a second attempt is safe, retried once on
+//! a newly selected member.
 
 use std::time::Instant;
+
+use bson::RawDocument;
 
 use super::plan::Plan;
 use super::Session;
 use crate::address::ServerAddress;
 use crate::command::{CommandName, ReplyInfo};
-use crate::errors::{ErrorCode, ProxyError};
+use crate::errors::{ErrorCode, ProxyError, TRANSIENT_TRANSACTION_ERROR};
 use crate::metrics::Outcome;
 use crate::pool::{CheckoutError, Pool};
-use crate::router::{PinKind, Target};
+use crate::retry::{self, Failure};
+use crate::router::{Criteria, PinKind, Target};
 use crate::topology::SelectError;
 use crate::upstream::UpstreamError;
 use crate::wire::{build_msg, refresh_checksum, set_msg_flags, Frame, OpMsg, MSG_EXHAUST_ALLOWED};
+
+/// The result of one attempt.
+enum Attempt {
+    /// A moreToCome request was sent; no reply will come.
+    NoReply,
+    /// A reply, and how it failed if it is an error that retry rules consider.
+    Reply(Frame, Option<Failure>),
+    /// The proxy could not get a reply.
+    Failed(Failure, ProxyError),
+}
 
 impl Session {
     /// Returns the reply to send (none for moreToCome requests) and the outcome.
@@ -23,65 +38,113 @@ impl Session {
         mut frame: Frame,
         request_id: i32,
     ) -> (Option<Frame>, Outcome) {
-        match self.exchange(plan, &mut frame).await {
-            Ok(Some(mut reply)) => {
-                reply.set_response_to(request_id);
-                refresh_checksum(&mut reply);
-                let outcome = match OpMsg::parse(&reply) {
-                    Ok(m) if ReplyInfo::parse(m.body).ok => Outcome::Ok,
-                    _ => Outcome::ServerError,
+        let mut target = plan.target.clone();
+        let mut attempt = 0;
+        loop {
+            let (failure, result) = match self.attempt(plan, &target, &mut frame).await {
+                Attempt::NoReply => return (None, Outcome::Ok),
+                Attempt::Reply(reply, None) => return (Some(finish(reply, request_id, plan)), Outcome::Ok),
+                Attempt::Reply(reply, Some(failure)) => (failure, Ok(reply)),
+                Attempt::Failed(failure, err) => (failure, Err(err)),
+            };
+            if let Some(reason) = retry::decide(&plan.facts, failure, attempt) {
+                self.ctx
+                    .metrics
+                    .retries
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+                tracing::info!(
+                    command = plan.name.as_str(),
+                    reason = reason.as_str(),
+                    "retrying on a newly selected member"
+                );
+                attempt += 1;
+                target = match target {
+                    // A transaction's commit/abort follows the primary, wherever it is now.
+                    Target::Pinned(_, PinKind::Transaction) => Target::Select(Criteria::Primary),
+                    other => other,
                 };
-                (Some(reply), outcome)
+                continue;
             }
-            Ok(None) => (None, Outcome::Ok),
-            Err(err) => {
-                let err = err.retry_labels(plan.retryable_write, plan.in_transaction);
-                tracing::debug!(command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
-                if plan.more_to_come {
-                    return (None, Outcome::ProxyError);
+            if plan.name == CommandName::GetMore {
+                self.ctx.pins.unpin_cursors(&plan.cursor_ids);
+            }
+            return match result {
+                Ok(reply) => (Some(finish(reply, request_id, plan)), Outcome::ServerError),
+                Err(mut err) => {
+                    err.labels = retry::proxy_error_labels(&plan.facts, failure);
+                    tracing::debug!(command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
+                    if plan.more_to_come {
+                        return (None, Outcome::ProxyError);
+                    }
+                    let doc = err.to_document();
+                    (
+                        Some(build_msg(0, request_id, 0, doc.as_bytes())),
+                        Outcome::ProxyError,
+                    )
                 }
-                let doc = err.to_document();
-                (
-                    Some(build_msg(0, request_id, 0, doc.as_bytes())),
-                    Outcome::ProxyError,
-                )
-            }
+            };
         }
     }
 
-    async fn target_pool(&self, plan: &Plan) -> Result<(ServerAddress, Pool), ProxyError> {
-        match &plan.target {
-            Target::Pinned(address, kind) => match self.ctx.topology.pool(address) {
-                Some(pool) => Ok((address.clone(), pool)),
-                None => Err(match kind {
-                    PinKind::Cursor => ProxyError::new(
+    async fn target_pool(&self, plan: &Plan, target: &Target) -> Result<(ServerAddress, Pool), ProxyError> {
+        match target {
+            Target::Pinned(address, kind) => self
+                .ctx
+                .topology
+                .pool(address)
+                .map(|p| (address.clone(), p))
+                .ok_or_else(|| {
+                    let what = match kind {
+                        PinKind::Cursor => "holding this cursor",
+                        PinKind::Transaction => "running this transaction",
+                    };
+                    ProxyError::new(
                         ErrorCode::HostUnreachable,
-                        format!("the member {address} holding this cursor is no longer part of the topology"),
-                    ),
-                    PinKind::Transaction => ProxyError::new(
-                        ErrorCode::HostUnreachable,
-                        format!(
-                            "the member {address} running this transaction is no longer part of the topology"
-                        ),
-                    ),
+                        format!("the member {address} {what} is no longer part of the topology"),
+                    )
                 }),
-            },
-            Target::Select(criteria) => match self.ctx.topology.select(criteria).await {
-                Ok(s) => Ok((s.address, s.pool)),
-                Err(e @ SelectError::InvalidReadPreference(_)) => {
-                    Err(ProxyError::new(ErrorCode::InvalidOptions, e.to_string()))
+            Target::Select(criteria) => {
+                // Inside a transaction a missing primary is reported at once, never buffered.
+                let buffer = !plan.facts.in_transaction;
+                match self.ctx.topology.select(criteria, buffer).await {
+                    Ok(s) => Ok((s.address, s.pool)),
+                    Err(e @ SelectError::InvalidReadPreference(_)) => {
+                        Err(ProxyError::new(ErrorCode::InvalidOptions, e.to_string()))
+                    }
+                    Err(e @ SelectError::NoPrimary { .. }) => {
+                        Err(ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string()))
+                    }
+                    Err(e @ SelectError::ShuttingDown) => {
+                        Err(ProxyError::new(ErrorCode::HostUnreachable, e.to_string()))
+                    }
+                    Err(e) => Err(ProxyError::new(
+                        ErrorCode::FailedToSatisfyReadPreference,
+                        e.to_string(),
+                    )),
                 }
-                Err(e) => Err(ProxyError::new(
-                    ErrorCode::FailedToSatisfyReadPreference,
-                    e.to_string(),
-                )),
-            },
+            }
         }
     }
 
-    async fn exchange(&mut self, plan: &Plan, frame: &mut Frame) -> Result<Option<Frame>, ProxyError> {
-        let (address, pool) = self.target_pool(plan).await?;
-        let mut conn = pool.check_out().await.map_err(checkout_error)?;
+    async fn attempt(&mut self, plan: &Plan, target: &Target, frame: &mut Frame) -> Attempt {
+        let (address, pool) = match self.target_pool(plan, target).await {
+            Ok(t) => t,
+            Err(e) => return Attempt::Failed(Failure::NotSent { retryable: false }, e),
+        };
+        let generation = pool.generation();
+        let mut conn = match pool.check_out().await {
+            Ok(c) => c,
+            Err(e) => {
+                let retryable = matches!(e, CheckoutError::Cleared { .. } | CheckoutError::Connect(_));
+                if let CheckoutError::Connect(u) = &e {
+                    self.ctx
+                        .topology
+                        .on_network_error(&address, generation, true, u.is_timeout());
+                }
+                return Attempt::Failed(Failure::NotSent { retryable }, checkout_error(e));
+            }
+        };
         if plan.exhaust_allowed {
             // Exhaust replies would tie the connection to this client; ask for one reply.
             set_msg_flags(frame, plan.flags & !MSG_EXHAUST_ALLOWED);
@@ -90,27 +153,36 @@ impl Session {
         let sent_at = Instant::now();
         if let Err(e) = conn.send(frame, !plan.more_to_come).await {
             drop(conn);
-            return Err(self.network_error(&address, generation, &e));
+            return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
         }
         if plan.more_to_come {
-            return Ok(None);
+            return Attempt::NoReply;
         }
         let reply = conn.recv().await;
         drop(conn);
-        let reply = reply.map_err(|e| self.network_error(&address, generation, &e))?;
-        pool_roundtrip(&pool, sent_at);
-        self.after_reply(plan, &address, generation, &reply);
-        Ok(Some(reply))
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e)),
+        };
+        pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
+        let failure = self.after_reply(plan, &address, generation, &reply);
+        Attempt::Reply(reply, failure)
     }
 
-    /// Updates pins and reports state changes seen in the reply.
-    fn after_reply(&self, plan: &Plan, address: &ServerAddress, generation: u32, reply: &Frame) {
-        let Ok(msg) = OpMsg::parse(reply) else { return };
+    /// Updates pins, reports state changes, and classifies an error reply.
+    fn after_reply(
+        &self,
+        plan: &Plan,
+        address: &ServerAddress,
+        generation: u32,
+        reply: &Frame,
+    ) -> Option<Failure> {
+        let Ok(msg) = OpMsg::parse(reply) else { return None };
         let info = ReplyInfo::parse(msg.body);
         let pins = &self.ctx.pins;
         match plan.name {
             CommandName::KillCursors => pins.unpin_cursors(&plan.cursor_ids),
-            CommandName::GetMore if !info.ok || info.cursor_id == Some(0) => {
+            CommandName::GetMore if info.ok && info.cursor_id == Some(0) => {
                 pins.unpin_cursors(&plan.cursor_ids)
             }
             _ => {}
@@ -125,20 +197,34 @@ impl Session {
                 pins.unpin_transaction(lsid);
             }
         }
-        if !info.ok || info.write_concern_code.is_some() {
-            if let Some(code) = info.code {
-                self.ctx
-                    .metrics
-                    .server_errors
-                    .with_label_values(&[code.to_string().as_str()])
-                    .inc();
-            }
-            self.ctx.topology.on_reply_error(address, generation, &info);
+        if info.ok && info.write_concern_code.is_none() {
+            return None;
         }
+        if let Some(code) = info.code.or(info.write_concern_code) {
+            self.ctx
+                .metrics
+                .server_errors
+                .with_label_values(&[code.to_string().as_str()])
+                .inc();
+        }
+        self.ctx.topology.on_reply_error(address, generation, msg.body);
+        let no_writes_performed = ReplyInfo::has_label(msg.body, "NoWritesPerformed");
+        let code = if info.ok {
+            info.write_concern_code
+        } else {
+            info.code
+        };
+        Some(Failure::Reply {
+            code,
+            no_writes_performed,
+        })
     }
 
     fn network_error(&self, address: &ServerAddress, generation: u32, e: &UpstreamError) -> ProxyError {
-        self.ctx.topology.on_network_error(address, generation, e);
+        tracing::warn!(member = %address, error = %e, "upstream request failed");
+        self.ctx
+            .topology
+            .on_network_error(address, generation, false, e.is_timeout());
         let code = if e.is_timeout() {
             ErrorCode::NetworkTimeout
         } else {
@@ -148,8 +234,45 @@ impl Session {
     }
 }
 
-fn pool_roundtrip(pool: &Pool, sent_at: Instant) {
-    pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
+/// Readies a reply for the client: its responseTo, a fresh checksum, and the
+/// TransientTransactionError label where an election hit a transaction.
+fn finish(mut reply: Frame, request_id: i32, plan: &Plan) -> Frame {
+    if let Some(labelled) = with_transient_label(&reply, plan) {
+        reply = labelled;
+    }
+    reply.set_response_to(request_id);
+    refresh_checksum(&mut reply);
+    reply
+}
+
+fn with_transient_label(reply: &Frame, plan: &Plan) -> Option<Frame> {
+    let msg = OpMsg::parse(reply).ok()?;
+    let info = ReplyInfo::parse(msg.body);
+    let code = if info.ok {
+        info.write_concern_code
+    } else {
+        info.code
+    };
+    if !retry::needs_transient_label(&plan.facts, code)
+        || ReplyInfo::has_label(msg.body, TRANSIENT_TRANSACTION_ERROR)
+    {
+        return None;
+    }
+    let doc = add_label(msg.body, TRANSIENT_TRANSACTION_ERROR)?;
+    Some(build_msg(
+        0,
+        0,
+        msg.flags & !crate::wire::MSG_CHECKSUM_PRESENT,
+        &doc,
+    ))
+}
+
+fn add_label(body: &RawDocument, label: &str) -> Option<Vec<u8>> {
+    let mut doc = bson::Document::try_from(body).ok()?;
+    let mut labels = doc.get_array("errorLabels").cloned().unwrap_or_default();
+    labels.push(label.into());
+    doc.insert("errorLabels", labels);
+    doc.to_vec().ok()
 }
 
 fn checkout_error(e: CheckoutError) -> ProxyError {

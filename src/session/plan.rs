@@ -3,6 +3,7 @@
 
 use crate::command::{Command, CommandName};
 use crate::pins::Pins;
+use crate::retry::{self, Facts};
 use crate::router::{kill_cursors_ids, route, PinLookup, Target};
 use crate::wire::OpMsg;
 
@@ -13,8 +14,7 @@ pub(super) struct Plan {
     pub flags: u32,
     pub more_to_come: bool,
     pub exhaust_allowed: bool,
-    pub retryable_write: bool,
-    pub in_transaction: bool,
+    pub facts: Facts,
     pub start_transaction: bool,
     /// Only kept for commands that create or end a transaction pin.
     pub lsid: Option<Vec<u8>>,
@@ -47,8 +47,13 @@ impl Plan {
             flags: msg.flags,
             more_to_come: msg.more_to_come(),
             exhaust_allowed: msg.exhaust_allowed(),
-            retryable_write: cmd.is_retryable_write(),
-            in_transaction: cmd.in_transaction,
+            facts: Facts {
+                name: cmd.known,
+                retryable_read: retry::is_retryable_read(cmd.known, writes_output(cmd, msg)),
+                retryable_write: cmd.is_retryable_write(),
+                in_transaction: cmd.in_transaction,
+                more_to_come: msg.more_to_come(),
+            },
             start_transaction: cmd.start_transaction,
             lsid: lsid
                 .filter(|_| cmd.start_transaction || txn_end)
@@ -57,4 +62,20 @@ impl Plan {
             compressible: !cmd.known.never_compressed(),
         }
     }
+}
+
+/// Whether an aggregate writes its output ($out or $merge as the last stage): such an
+/// aggregate is a write and is not retried as a read.
+fn writes_output(cmd: &Command<'_>, msg: &OpMsg<'_>) -> bool {
+    if cmd.known != CommandName::Aggregate {
+        return false;
+    }
+    let Ok(pipeline) = msg.body.get_array("pipeline") else {
+        return false;
+    };
+    let last = pipeline.into_iter().filter_map(|s| s.ok()).last();
+    last.and_then(|s| s.as_document())
+        .and_then(|d| d.iter().next())
+        .and_then(|e| e.ok())
+        .is_some_and(|(k, _)| matches!(k.as_str(), "$out" | "$merge"))
 }

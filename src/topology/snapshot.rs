@@ -1,15 +1,12 @@
-//! An immutable view of what the monitors know, swapped atomically on every change.
+//! An immutable view of the topology, published on every change: the SDAM description
+//! plus what the proxy derives from it (the primary, the limits to advertise, and a
+//! per-member summary for /status and metrics).
 
 use std::time::Duration;
 
-use bson::{RawDocument, RawDocumentBuf};
-
 use crate::address::ServerAddress;
-use crate::command::truthy;
 use crate::handshake::UpstreamLimits;
-use crate::router::Criteria;
-
-use super::SelectError;
+use crate::sdam::{ServerDescription, ServerType, TopologyDescription};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
@@ -21,6 +18,7 @@ pub enum ServerKind {
     RsArbiter,
     RsOther,
     RsGhost,
+    LoadBalancer,
 }
 
 impl ServerKind {
@@ -33,6 +31,7 @@ impl ServerKind {
         Self::RsArbiter,
         Self::RsOther,
         Self::RsGhost,
+        Self::LoadBalancer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,160 +44,91 @@ impl ServerKind {
             Self::RsArbiter => "arbiter",
             Self::RsOther => "other",
             Self::RsGhost => "ghost",
+            Self::LoadBalancer => "load_balancer",
+        }
+    }
+
+    pub fn from_type(t: ServerType) -> Self {
+        match t {
+            ServerType::Unknown | ServerType::PossiblePrimary => Self::Unknown,
+            ServerType::Standalone => Self::Standalone,
+            ServerType::Mongos => Self::Mongos,
+            ServerType::RsPrimary => Self::RsPrimary,
+            ServerType::RsSecondary => Self::RsSecondary,
+            ServerType::RsArbiter => Self::RsArbiter,
+            ServerType::RsOther => Self::RsOther,
+            ServerType::RsGhost => Self::RsGhost,
+            ServerType::LoadBalancer => Self::LoadBalancer,
         }
     }
 
     /// Accepts writes.
     pub fn is_writable(self) -> bool {
-        matches!(self, Self::RsPrimary | Self::Standalone | Self::Mongos)
+        matches!(
+            self,
+            Self::RsPrimary | Self::Standalone | Self::Mongos | Self::LoadBalancer
+        )
     }
 }
 
+/// A member as /status and metrics show it.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub address: ServerAddress,
     pub kind: ServerKind,
     pub rtt: Option<Duration>,
-    pub limits: Option<UpstreamLimits>,
     pub error: Option<String>,
-    pub hello: Option<RawDocumentBuf>,
-}
-
-impl ServerInfo {
-    pub fn unknown(address: ServerAddress, error: Option<String>) -> Self {
-        Self {
-            address,
-            kind: ServerKind::Unknown,
-            rtt: None,
-            limits: None,
-            error,
-            hello: None,
-        }
-    }
-
-    pub fn from_hello(address: ServerAddress, hello: &RawDocument, rtt: Duration) -> Self {
-        let flag = |k: &str| hello.get(k).ok().flatten().is_some_and(truthy);
-        let kind = if !flag("ok") {
-            ServerKind::Unknown
-        } else if flag("isreplicaset") {
-            ServerKind::RsGhost
-        } else if hello.get_str("msg").ok() == Some("isdbgrid") {
-            ServerKind::Mongos
-        } else if hello.get_str("setName").is_ok() {
-            if flag("isWritablePrimary") || flag("ismaster") {
-                ServerKind::RsPrimary
-            } else if flag("secondary") {
-                ServerKind::RsSecondary
-            } else if flag("arbiterOnly") {
-                ServerKind::RsArbiter
-            } else {
-                ServerKind::RsOther
-            }
-        } else {
-            ServerKind::Standalone
-        };
-        Self {
-            address,
-            kind,
-            rtt: Some(rtt),
-            limits: Some(UpstreamLimits::from_hello(hello)),
-            error: None,
-            hello: Some(hello.to_owned()),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    pub desc: TopologyDescription,
     pub servers: Vec<ServerInfo>,
     pub primary: Option<ServerAddress>,
     pub limits: Option<UpstreamLimits>,
 }
 
-impl Snapshot {
-    pub fn new(seeds: &[ServerAddress]) -> Self {
-        let servers = seeds
-            .iter()
-            .map(|s| ServerInfo::unknown(s.clone(), None))
-            .collect();
-        Self {
-            servers,
-            primary: None,
-            limits: None,
-        }
-    }
+fn limits_of(sd: &ServerDescription, lstm: Option<u32>) -> Option<UpstreamLimits> {
+    Some(UpstreamLimits {
+        min_wire_version: sd.min_wire_version?,
+        max_wire_version: sd.max_wire_version?,
+        max_bson_object_size: i64::from(sd.max_bson_object_size),
+        max_message_size_bytes: i64::from(sd.max_message_size_bytes),
+        max_write_batch_size: i64::from(sd.max_write_batch_size),
+        logical_session_timeout_minutes: lstm.map(i64::from),
+    })
+}
 
-    pub fn with_server(&self, info: ServerInfo) -> Self {
-        let mut servers = self.servers.clone();
-        match servers.iter_mut().find(|s| s.address == info.address) {
-            Some(slot) => *slot = info,
-            None => servers.push(info),
-        }
+impl Snapshot {
+    /// Derives the view from a description. `previous_limits` keeps advertising the last
+    /// known limits while no member is known (clients mid-failover keep working).
+    pub fn new(desc: TopologyDescription, previous_limits: Option<&UpstreamLimits>) -> Self {
+        let servers: Vec<ServerInfo> = desc
+            .servers()
+            .map(|sd| ServerInfo {
+                address: sd.address.clone(),
+                kind: ServerKind::from_type(sd.server_type),
+                rtt: sd.round_trip_time,
+                error: sd.error.clone(),
+            })
+            .collect();
         let primary = servers
             .iter()
             .find(|s| s.kind.is_writable())
             .map(|s| s.address.clone());
-        // Advertise the primary's limits; before one is known, any known member's.
-        let limits = servers
-            .iter()
-            .find(|s| s.kind.is_writable())
-            .or_else(|| servers.iter().find(|s| s.limits.is_some()))
-            .and_then(|s| s.limits.clone())
-            .or_else(|| self.limits.clone());
+        let lstm = desc.logical_session_timeout_minutes();
+        let limits = desc
+            .servers()
+            .filter(|sd| ServerKind::from_type(sd.server_type).is_writable())
+            .chain(desc.servers().filter(|sd| sd.server_type.is_data_bearing()))
+            .find_map(|sd| limits_of(sd, lstm))
+            .or_else(|| previous_limits.cloned());
         Self {
+            desc,
             servers,
             primary,
             limits,
         }
-    }
-
-    /// Picks a member for `criteria`, or `None` if none is suitable right now.
-    pub fn select(
-        &self,
-        criteria: &Criteria,
-        local_threshold: Duration,
-    ) -> Result<Option<ServerAddress>, SelectError> {
-        let writable = || self.servers.iter().filter(|s| s.kind.is_writable());
-        let secondaries = || self.servers.iter().filter(|s| s.kind == ServerKind::RsSecondary);
-        let candidates: Vec<&ServerInfo> = match criteria {
-            Criteria::Primary => writable().collect(),
-            Criteria::Read(rp) => match rp.get_str("mode").unwrap_or("primary") {
-                "primary" => writable().collect(),
-                "primaryPreferred" => {
-                    let p: Vec<_> = writable().collect();
-                    if p.is_empty() {
-                        secondaries().collect()
-                    } else {
-                        p
-                    }
-                }
-                "secondary" => secondaries().collect(),
-                "secondaryPreferred" => {
-                    let s: Vec<_> = secondaries().collect();
-                    if s.is_empty() {
-                        writable().collect()
-                    } else {
-                        s
-                    }
-                }
-                "nearest" => writable().chain(secondaries()).collect(),
-                other => {
-                    return Err(SelectError::InvalidReadPreference(format!(
-                        "unknown mode {other:?}"
-                    )))
-                }
-            },
-        };
-        let best = candidates.iter().filter_map(|s| s.rtt).min().unwrap_or_default();
-        let window: Vec<_> = candidates
-            .into_iter()
-            .filter(|s| s.rtt.unwrap_or_default() <= best + local_threshold)
-            .collect();
-        if window.is_empty() {
-            return Ok(None);
-        }
-        let pick = rand::random_range(0..window.len());
-        Ok(Some(window[pick].address.clone()))
     }
 
     pub fn summary(&self) -> String {
@@ -210,6 +140,9 @@ impl Snapshot {
                 None => format!("{} {}", s.address, s.kind.as_str()),
             })
             .collect();
-        parts.join(", ")
+        if parts.is_empty() {
+            return format!("{} with no members", self.desc.topology_type().as_str());
+        }
+        format!("{}: {}", self.desc.topology_type().as_str(), parts.join(", "))
     }
 }

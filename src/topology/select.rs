@@ -1,0 +1,164 @@
+//! Server selection at run time: the pure rules from [`crate::sdam`], waiting for
+//! topology changes up to serverSelectionTimeoutMS — or, for primary-bound requests
+//! while no primary is known, through the failover buffer.
+
+use std::time::Instant;
+
+use super::failover::{Evict, Ticket};
+use super::Topology;
+use crate::address::ServerAddress;
+use crate::pool::Pool;
+use crate::router::Criteria;
+use crate::sdam::{self, ReadMode, ReadPreference, SelectionCriteria, SelectionError};
+
+/// Why no member could be selected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SelectError {
+    #[error(
+        "no member matches {criteria} after {waited_ms} ms (serverSelectionTimeoutMS); topology: {summary}"
+    )]
+    Timeout {
+        criteria: String,
+        waited_ms: u128,
+        summary: String,
+    },
+    #[error("no primary available after {waited_ms} ms ({}); topology: {summary}", reason_text(*.reason))]
+    NoPrimary {
+        reason: Evict,
+        waited_ms: u128,
+        summary: String,
+    },
+    #[error("invalid read preference: {0}")]
+    InvalidReadPreference(String),
+    #[error("{0}")]
+    Incompatible(String),
+    #[error("mongoplex is shutting down")]
+    ShuttingDown,
+}
+
+fn reason_text(e: Evict) -> &'static str {
+    match e {
+        Evict::Window => "failover buffer window elapsed",
+        Evict::BufferFull => "failover buffer full",
+        Evict::MaxDuration => "failover lasted longer than failover_max_duration_ms",
+    }
+}
+
+/// A selected member and its pool.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub address: ServerAddress,
+    pub pool: Pool,
+}
+
+impl Topology {
+    fn criteria(&self, c: &Criteria) -> Result<SelectionCriteria, SelectError> {
+        match c {
+            Criteria::Primary => Ok(SelectionCriteria::Write),
+            Criteria::Read(raw) => {
+                let rp = ReadPreference::from_raw(raw)
+                    .map_err(|e| SelectError::InvalidReadPreference(e.to_string()))?;
+                rp.validate_max_staleness(self.config().heartbeat_frequency)
+                    .map_err(|e| SelectError::InvalidReadPreference(e.to_string()))?;
+                Ok(SelectionCriteria::Read(rp))
+            }
+        }
+    }
+
+    /// Picks a member. Primary-bound requests wait in the failover buffer while no
+    /// primary is known (unless `buffer` is false, e.g. inside a transaction, where they
+    /// fail at once); other requests wait up to serverSelectionTimeoutMS.
+    pub async fn select(&self, criteria: &Criteria, buffer: bool) -> Result<Selected, SelectError> {
+        let sc = self.criteria(criteria)?;
+        let primary_bound = match &sc {
+            SelectionCriteria::Write => true,
+            SelectionCriteria::Read(rp) => rp.mode == ReadMode::Primary,
+        };
+        let started = Instant::now();
+        let cfg = self.config();
+        let mut deadline = started + cfg.server_selection_timeout;
+        let mut ticket: Option<Ticket> = None;
+        let mut rx = self.subscribe();
+        let mut checked = false;
+        loop {
+            let snap = rx.borrow_and_update().clone();
+            match self.pick(&snap.desc, &sc) {
+                Ok(Some(sel)) => {
+                    if ticket.is_some() {
+                        self.inner.failover.drained();
+                    }
+                    return Ok(sel);
+                }
+                Ok(None) => {}
+                Err(SelectionError::Incompatible(e)) => return Err(SelectError::Incompatible(e)),
+                Err(SelectionError::ReadPreference(e)) => {
+                    return Err(SelectError::InvalidReadPreference(e.to_string()))
+                }
+            }
+            if primary_bound && ticket.is_none() {
+                let no_primary = |reason| SelectError::NoPrimary {
+                    reason,
+                    waited_ms: started.elapsed().as_millis(),
+                    summary: snap.summary(),
+                };
+                if !buffer {
+                    return Err(no_primary(Evict::Window));
+                }
+                let f = &cfg.failover;
+                let t = self
+                    .inner
+                    .failover
+                    .admit(f.buffer_window, f.max_duration, f.max_buffered)
+                    .map_err(no_primary)?;
+                deadline = t.deadline;
+                ticket = Some(t);
+            }
+            if !checked {
+                self.request_check(None);
+                checked = true;
+            }
+            tokio::select! {
+                _ = self.cancelled().cancelled() => return Err(SelectError::ShuttingDown),
+                r = tokio::time::timeout_at(deadline.into(), rx.changed()) => {
+                    if r.is_ok_and(|c| c.is_ok()) {
+                        continue;
+                    }
+                    let snap = self.snapshot();
+                    let waited_ms = started.elapsed().as_millis();
+                    if ticket.is_some() {
+                        let reason = if self.inner.failover.past_max_duration(cfg.failover.max_duration) { Evict::MaxDuration } else { Evict::Window };
+                        self.inner.failover.evict(reason);
+                        return Err(SelectError::NoPrimary { reason, waited_ms, summary: snap.summary() });
+                    }
+                    return Err(SelectError::Timeout { criteria: criteria_name(criteria), waited_ms, summary: snap.summary() });
+                }
+            }
+        }
+    }
+
+    fn pick(
+        &self,
+        desc: &sdam::TopologyDescription,
+        sc: &SelectionCriteria,
+    ) -> Result<Option<Selected>, SelectionError> {
+        let window = sdam::select(desc, sc)?;
+        let in_use = |a: &ServerAddress| {
+            self.pool(a)
+                .map_or(0, |p| u64::try_from(p.snapshot().in_use).unwrap_or(u64::MAX))
+        };
+        let chosen = sdam::choose_in_window(&window, in_use, &mut rand::rng());
+        Ok(chosen.and_then(|sd| {
+            self.pool(&sd.address).map(|pool| Selected {
+                address: sd.address.clone(),
+                pool,
+            })
+        }))
+    }
+}
+
+fn criteria_name(c: &Criteria) -> String {
+    match c {
+        Criteria::Primary => "primary".into(),
+        Criteria::Read(rp) => format!("read preference {:?}", rp.get_str("mode").unwrap_or("?")),
+    }
+}
