@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::address::ServerAddress;
 use crate::metrics::PoolMetrics;
@@ -88,6 +89,9 @@ struct Inner {
     state: Mutex<State>,
     next_id: AtomicU64,
     metrics: PoolMetrics,
+    /// Cancelled when a clear must interrupt checked-out connections (SDAM: a monitor
+    /// timed out); replaced by a fresh token each time.
+    interrupt: Mutex<CancellationToken>,
 }
 
 impl Pool {
@@ -106,6 +110,7 @@ impl Pool {
             state: Mutex::new(State::new()),
             next_id: AtomicU64::new(1),
             metrics,
+            interrupt: Mutex::new(CancellationToken::new()),
         };
         Self {
             inner: Arc::new(inner),
@@ -155,9 +160,16 @@ impl Pool {
                 None => self.wait(deadline, started).await?,
             };
             if let Some(conn) = self.inner.take_grant(grant).await? {
+                let interrupt = self
+                    .inner
+                    .interrupt
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 return Ok(PooledConn {
                     conn: Some(conn),
                     pool: self.inner.clone(),
+                    interrupt,
                 });
             }
         }
@@ -201,7 +213,12 @@ impl Pool {
     /// Clears the pool to `generation` (SDAM's count leads; the pool follows): idle
     /// connections close now, in-use ones when they come back, and the pool pauses —
     /// waiters and new checkouts fail fast — until [`Pool::mark_ready`].
-    pub fn clear_to(&self, generation: u32, reason: &str) {
+    pub fn clear_to(&self, generation: u32, reason: &str, interrupt_in_use: bool) {
+        if interrupt_in_use {
+            let mut token = self.inner.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+            token.cancel();
+            *token = CancellationToken::new();
+        }
         let (idle, waiters) = {
             let mut st = self.inner.lock();
             st.generation = generation;
@@ -442,6 +459,8 @@ fn gauge(n: usize) -> i64 {
 pub struct PooledConn {
     conn: Option<UpstreamConn>,
     pool: Arc<Inner>,
+    /// Fires if the pool is cleared with interruption while this connection is out.
+    pub interrupt: CancellationToken,
 }
 
 impl std::ops::Deref for PooledConn {

@@ -295,6 +295,7 @@ impl Topology {
                 pool.clear_to(
                     clear.new_generation,
                     why.as_deref().unwrap_or("server marked unknown"),
+                    clear.interrupt_in_use,
                 );
             }
         }

@@ -32,6 +32,8 @@ pub enum UpstreamError {
     Closed { address: ServerAddress },
     #[error("no reply from {address} within {ms} ms (socketTimeoutMS)")]
     Timeout { address: ServerAddress, ms: u128 },
+    #[error("request to {address} interrupted: the member stopped answering its monitor")]
+    Interrupted { address: ServerAddress },
     #[error("bad reply from {address}: {source}")]
     Protocol {
         address: ServerAddress,
@@ -62,6 +64,7 @@ impl UpstreamError {
             Self::Closed { .. } => "closed",
             Self::Timeout { .. } => "timeout",
             Self::Protocol { .. } => "protocol",
+            Self::Interrupted { .. } => "interrupted",
         }
     }
 }

@@ -142,7 +142,14 @@ impl Session {
                         .topology
                         .on_network_error(&address, generation, true, u.is_timeout());
                 }
-                return Attempt::Failed(Failure::NotSent { retryable }, checkout_error(e));
+                let mut err = checkout_error(e);
+                if let Target::Pinned(_, PinKind::Cursor) = target {
+                    err.message = format!(
+                        "the cursor lives on member {address}, which is unavailable: {}",
+                        err.message
+                    );
+                }
+                return Attempt::Failed(Failure::NotSent { retryable }, err);
             }
         };
         if plan.exhaust_allowed {
@@ -158,7 +165,11 @@ impl Session {
         if plan.more_to_come {
             return Attempt::NoReply;
         }
-        let reply = conn.recv().await;
+        let interrupt = conn.interrupt.clone();
+        let reply = tokio::select! {
+            r = conn.recv() => r,
+            _ = interrupt.cancelled() => Err(UpstreamError::Interrupted { address: address.clone() }),
+        };
         drop(conn);
         let reply = match reply {
             Ok(r) => r,
