@@ -22,6 +22,8 @@ struct AdminState {
 }
 
 pub fn router(ctx: Arc<Context>, registry: Registry) -> Router {
+    // Limits from the config are only worth exposing where metrics are served: here.
+    ctx.metrics.publish_limits(&ctx.config);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/live", get(|| async { "live\n" }))

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub drivers: AppLabels,
     // Clients.
     pub client_connections: IntGaugeVec,
+    /// max_client_connections, so alerts can compare `client_connections` against it.
+    /// Set by [`Metrics::publish_limits`].
+    pub client_connections_limit: IntGauge,
     pub client_opened: IntCounter,
     pub client_closed: IntCounterVec,
     pub client_handshakes: IntCounterVec,
@@ -113,6 +116,13 @@ impl Metrics {
                 "mongoplex_client_connections",
                 "Client connections currently open.",
                 app,
+            ),
+            client_connections_limit: reg!(
+                r,
+                IntGauge::new(
+                    "mongoplex_client_connections_limit",
+                    "Configured max_client_connections: client connections beyond it are refused."
+                )
             ),
             client_opened: reg!(
                 r,
@@ -334,6 +344,13 @@ impl Metrics {
                 )
             ),
         }
+    }
+
+    /// Publishes the configured limits that dashboards and alerts divide by. Called once
+    /// the config is known (the admin endpoint does it when it starts serving).
+    pub fn publish_limits(&self, config: &crate::config::Config) {
+        self.client_connections_limit
+            .set(i64::try_from(config.max_client_connections).unwrap_or(i64::MAX));
     }
 
     /// Handles for one pool, resolved once.

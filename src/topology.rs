@@ -220,6 +220,9 @@ impl Topology {
             return;
         };
         if let Some(code) = err.code.filter(|c| state_change::is_state_change(*c)) {
+            // Drivers that see this error mark mongoplex Unknown and wait for its
+            // awaitable hello to report a change: give them one at once.
+            self.bump_version();
             let label = address.to_string();
             self.inner
                 .metrics
@@ -325,10 +328,15 @@ impl Topology {
             tracing::info!(old = ?change.old.as_ref().map(ToString::to_string), new = ?change.new.as_ref().map(ToString::to_string), "primary changed");
         }
         i.failover.observe(new.primary.is_some());
-        if new.limits != old.limits && old.limits.is_some() {
-            i.version.send_modify(|v| v.counter += 1);
+        if (new.limits != old.limits && old.limits.is_some()) || update.primary_changed.is_some() {
+            self.bump_version();
         }
         i.snapshot.send_replace(Arc::new(new));
+    }
+
+    /// Advances the proxy's own topologyVersion, releasing clients' awaitable hellos.
+    fn bump_version(&self) {
+        self.inner.version.send_modify(|v| v.counter += 1);
     }
 
     fn log_events(&self, events: &[SdamEvent]) {

@@ -77,7 +77,7 @@ async fn connect(p: &TestProxy) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_contained() {
     let upstream = Secantus::start();
-    let proxy = TestProxy::builder(&upstream.uri())
+    let proxy = TestProxy::builder(&upstream.seed_uri())
         .settings(|s| s.client_read_timeout_ms = Some(1000))
         .start()
         .await;

@@ -11,7 +11,10 @@ use common::proxy::TestProxy;
 
 async fn start() -> (Secantus, TestProxy) {
     let upstream = Secantus::start();
-    let proxy = TestProxy::builder(&upstream.uri()).max_pool_size(8).start().await;
+    let proxy = TestProxy::builder(&upstream.seed_uri())
+        .max_pool_size(8)
+        .start()
+        .await;
     (upstream, proxy)
 }
 

@@ -32,7 +32,10 @@ async fn five_hundred_clients_share_eight_upstream_connections() {
     let upstream = Secantus::start();
     let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
     let (_, created_before) = server_connections(&direct).await;
-    let proxy = TestProxy::builder(&upstream.uri()).max_pool_size(8).start().await;
+    let proxy = TestProxy::builder(&upstream.seed_uri())
+        .max_pool_size(8)
+        .start()
+        .await;
 
     // Sample the pool while the load runs: its total must never pass maxPoolSize.
     let peak = Arc::new(AtomicUsize::new(0));
@@ -126,7 +129,7 @@ async fn five_hundred_clients_share_eight_upstream_connections() {
 async fn wait_queue_timeout_gives_an_error_document_and_the_holder_succeeds() {
     let upstream = Secantus::start();
     let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
-    let proxy = TestProxy::builder(&upstream.uri())
+    let proxy = TestProxy::builder(&upstream.seed_uri())
         .max_pool_size(1)
         .wait_queue_timeout_ms(200)
         .start()

@@ -1,13 +1,18 @@
-//! One monitor per member (SDAM server monitoring). Where the server supports it, the
-//! monitor uses awaitable hello — the server answers as soon as its state changes, or
-//! after maxAwaitTimeMS — and a separate connection measures round-trip time. Otherwise
-//! it polls every heartbeatFrequencyMS, or sooner on request (at most every 500 ms).
+//! One monitor per member (SDAM server monitoring).
+//!
+//! - Servers that report a topologyVersion are watched with awaitable hello: a stream
+//!   task keeps one hello waiting at the server, which answers as soon as its state
+//!   changes (or after maxAwaitTimeMS). A second "probe" connection measures round-trip
+//!   time every heartbeat and, when the proxy asks for an immediate check (after a
+//!   state-change error), runs an out-of-band hello at once (at most every 500 ms), so
+//!   recovery does not wait for the server to push.
+//! - Other servers are polled every heartbeatFrequencyMS, or sooner on request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{rawdoc, Document, RawDocumentBuf};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::Topology;
@@ -16,11 +21,6 @@ use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 use crate::wire::{build_msg, OpMsg};
 
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
-
-struct Check {
-    hello: Document,
-    rtt: Option<Duration>,
-}
 
 pub(super) async fn run(
     topology: Topology,
@@ -32,68 +32,159 @@ pub(super) async fn run(
     let heartbeat = cfg.heartbeat_frequency;
     let mut opts = cfg.connect.clone();
     opts.socket_timeout = Some(opts.connect_timeout);
-    let mut conn: Option<UpstreamConn> = None;
-    let mut rtt_task: Option<CancellationToken> = None;
-    let mut last_tv: Option<RawDocumentBuf> = None;
-    loop {
-        let started = Instant::now();
-        let had_conn = conn.is_some();
-        let streaming = last_tv.is_some();
-        let mut result = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = check(&address, &mut conn, &opts, last_tv.as_deref(), heartbeat) => r,
-        };
-        if result.is_err() && had_conn && !streaming {
-            // SDAM: a network error on an established connection is retried once at once.
-            result = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = check(&address, &mut conn, &opts, None, heartbeat) => r,
-            };
-        }
-        match result {
-            Ok(c) => {
-                last_tv = c
-                    .hello
-                    .get_document("topologyVersion")
-                    .ok()
-                    .and_then(|d| RawDocumentBuf::try_from(d).ok());
-                topology.check_succeeded(&address, &c.hello, c.rtt);
-                if last_tv.is_some() && rtt_task.is_none() {
-                    let token = cancel.child_token();
-                    topology.inner.tracker.spawn(rtt_loop(
-                        topology.clone(),
-                        address.clone(),
-                        opts.clone(),
-                        heartbeat,
-                        token.clone(),
-                    ));
-                    rtt_task = Some(token);
-                }
+    let m = Monitor {
+        topology: topology.clone(),
+        address,
+        opts,
+        heartbeat,
+        check_now,
+        cancel,
+    };
+    m.run().await;
+}
+
+struct Monitor {
+    topology: Topology,
+    address: ServerAddress,
+    opts: ConnectOptions,
+    heartbeat: Duration,
+    check_now: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+impl Monitor {
+    async fn run(&self) {
+        let mut conn: Option<UpstreamConn> = None;
+        loop {
+            let started = Instant::now();
+            let had_conn = conn.is_some();
+            let mut result = self.poll(&mut conn).await;
+            if result.is_err() && had_conn {
+                // SDAM: a network error on an established connection is retried once at once.
+                result = self.poll(&mut conn).await;
             }
-            Err(e) => {
-                tracing::warn!(member = %address, error = %e, "heartbeat failed");
-                conn = None;
-                last_tv = None;
-                if let Some(t) = rtt_task.take() {
-                    t.cancel();
+            match result {
+                Ok((hello, rtt)) => {
+                    self.topology.check_succeeded(&self.address, &hello, Some(rtt));
+                    let tv = hello
+                        .get_document("topologyVersion")
+                        .ok()
+                        .and_then(|d| RawDocumentBuf::try_from(d).ok());
+                    if let (Some(tv), Some(c)) = (tv, conn.take()) {
+                        self.stream(c, tv).await;
+                        if self.cancel.is_cancelled() {
+                            return;
+                        }
+                        // The stream failed and was reported; reconnect at once.
+                        continue;
+                    }
                 }
-                topology.check_failed(&address, e.to_string(), e.is_timeout());
+                Err(e) => self.failed(&e),
             }
-        }
-        if last_tv.is_some() {
-            // Awaitable hello: the next check waits at the server; go straight back.
-            continue;
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until((started + heartbeat).into()) => {}
-            _ = check_now.notified() => {
-                tokio::time::sleep_until((started + MIN_INTERVAL).into()).await;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep_until((started + self.heartbeat).into()) => {}
+                _ = self.check_now.notified() => {
+                    tokio::time::sleep_until((started + MIN_INTERVAL).into()).await;
+                }
             }
         }
     }
-    if let Some(t) = rtt_task {
-        t.cancel();
+
+    fn failed(&self, e: &UpstreamError) {
+        tracing::warn!(member = %self.address, error = %e, "heartbeat failed");
+        self.topology
+            .check_failed(&self.address, e.to_string(), e.is_timeout());
+    }
+
+    /// One plain hello, opening the connection first if needed (its handshake is the check).
+    async fn poll(&self, conn: &mut Option<UpstreamConn>) -> Result<(Document, Duration), UpstreamError> {
+        let started = Instant::now();
+        let result = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(UpstreamError::Closed { address: self.address.clone() }),
+            r = poll_once(&self.address, conn, &self.opts) => r,
+        };
+        result.map(|hello| (hello, started.elapsed()))
+    }
+
+    /// Streams state changes until the stream fails or the monitor is cancelled.
+    async fn stream(&self, conn: UpstreamConn, tv: RawDocumentBuf) {
+        let (tx, mut rx) = mpsc::channel(4);
+        let token = self.cancel.child_token();
+        self.topology.inner.tracker.spawn(stream_task(
+            conn,
+            tv,
+            self.heartbeat,
+            self.opts.connect_timeout,
+            tx,
+            token.clone(),
+        ));
+        let _stop_stream = token.drop_guard();
+        let mut probe: Option<UpstreamConn> = None;
+        let mut rtt_tick = tokio::time::interval(self.heartbeat);
+        let mut last_probe = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                msg = rx.recv() => match msg {
+                    Some(Ok(hello)) => self.topology.check_succeeded(&self.address, &hello, None),
+                    Some(Err(e)) => {
+                        self.failed(&e);
+                        return;
+                    }
+                    None => return,
+                },
+                _ = rtt_tick.tick() => {
+                    if let Ok((_, rtt)) = self.poll(&mut probe).await {
+                        self.topology.rtt_sample(&self.address, rtt);
+                    }
+                }
+                _ = self.check_now.notified() => {
+                    tokio::time::sleep_until((last_probe + MIN_INTERVAL).into()).await;
+                    last_probe = Instant::now();
+                    match self.poll(&mut probe).await {
+                        Ok((hello, rtt)) => self.topology.check_succeeded(&self.address, &hello, Some(rtt)),
+                        Err(e) => tracing::debug!(member = %self.address, error = %e, "out-of-band check failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one awaitable hello outstanding and reports every reply.
+async fn stream_task(
+    mut conn: UpstreamConn,
+    mut tv: RawDocumentBuf,
+    heartbeat: Duration,
+    connect_timeout: Duration,
+    tx: mpsc::Sender<Result<Document, UpstreamError>>,
+    cancel: CancellationToken,
+) {
+    let max_await = i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX);
+    let limit = connect_timeout + heartbeat;
+    loop {
+        let body = rawdoc! { "hello": 1, "topologyVersion": tv.clone(), "maxAwaitTimeMS": max_await, "$db": "admin" };
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = tokio::time::timeout(limit, hello_on(&mut conn, &body)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout { address: conn.address.clone(), ms: limit.as_millis() }),
+            },
+        };
+        let failed = result.is_err();
+        if let Ok(hello) = &result {
+            if let Some(next) = hello
+                .get_document("topologyVersion")
+                .ok()
+                .and_then(|d| RawDocumentBuf::try_from(d).ok())
+            {
+                tv = next;
+            }
+        }
+        if tx.send(result).await.is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -110,76 +201,23 @@ async fn hello_on(conn: &mut UpstreamConn, body: &RawDocumentBuf) -> Result<Docu
     })
 }
 
-async fn check(
+async fn poll_once(
     address: &ServerAddress,
     conn: &mut Option<UpstreamConn>,
     opts: &ConnectOptions,
-    topology_version: Option<&bson::RawDocument>,
-    heartbeat: Duration,
-) -> Result<Check, UpstreamError> {
-    let started = Instant::now();
+) -> Result<Document, UpstreamError> {
     let Some(c) = conn.as_mut() else {
-        // Establishing the connection performs the first hello.
         let c = UpstreamConn::establish(address, 0, 0, opts).await?;
         let hello = Document::try_from(c.hello.reply.as_ref()).map_err(|e| UpstreamError::Handshake {
             address: address.clone(),
             why: e.to_string(),
         })?;
         *conn = Some(c);
-        return Ok(Check {
-            hello,
-            rtt: Some(started.elapsed()),
-        });
+        return Ok(hello);
     };
-    let result = match topology_version {
-        Some(tv) => {
-            let max_await = i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX);
-            let body = rawdoc! { "hello": 1, "topologyVersion": tv.to_owned(), "maxAwaitTimeMS": max_await, "$db": "admin" };
-            let limit = opts.connect_timeout + heartbeat;
-            match tokio::time::timeout(limit, hello_on(c, &body)).await {
-                Ok(r) => r.map(|hello| Check { hello, rtt: None }),
-                Err(_) => Err(UpstreamError::Timeout {
-                    address: address.clone(),
-                    ms: limit.as_millis(),
-                }),
-            }
-        }
-        None => hello_on(c, &rawdoc! { "hello": 1, "$db": "admin" })
-            .await
-            .map(|hello| Check {
-                hello,
-                rtt: Some(started.elapsed()),
-            }),
-    };
+    let result = hello_on(c, &rawdoc! { "hello": 1, "$db": "admin" }).await;
     if result.is_err() {
         *conn = None;
     }
     result
-}
-
-/// Measures round-trip time on its own connection while the monitor streams.
-async fn rtt_loop(
-    topology: Topology,
-    address: ServerAddress,
-    opts: ConnectOptions,
-    heartbeat: Duration,
-    cancel: CancellationToken,
-) {
-    let mut conn: Option<UpstreamConn> = None;
-    loop {
-        let started = Instant::now();
-        let sample = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = check(&address, &mut conn, &opts, None, heartbeat) => r,
-        };
-        if let Ok(c) = sample {
-            if let Some(rtt) = c.rtt {
-                topology.rtt_sample(&address, rtt);
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until((started + heartbeat).into()) => {}
-        }
-    }
 }

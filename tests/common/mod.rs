@@ -5,3 +5,4 @@
 
 pub mod peers;
 pub mod proxy;
+pub mod replset;

@@ -170,6 +170,12 @@ impl Secantus {
     }
 
     /// `mongodb://127.0.0.1:PORT/?directConnection=true`; append options with `&`.
+    /// A seed-list URI without `directConnection`, as a proxy's upstream: the proxy then
+    /// discovers the single-member replica set as a replica set (writes only to a primary).
+    pub fn seed_uri(&self) -> String {
+        format!("mongodb://{}/", self.addr())
+    }
+
     pub fn uri(&self) -> String {
         format!("mongodb://{}/?directConnection=true", self.addr)
     }

@@ -2,7 +2,7 @@
 //!
 //! ```ignore
 //! let upstream = Secantus::start();
-//! let proxy = TestProxy::builder(&upstream.uri()).max_pool_size(8).start().await;
+//! let proxy = TestProxy::builder(&upstream.seed_uri()).max_pool_size(8).start().await;
 //! let client = mongodb::Client::with_uri_str(proxy.uri()).await?;
 //! ```
 //!
@@ -99,6 +99,13 @@ impl Builder {
     }
 
     pub async fn start(self) -> TestProxy {
+        // MONGOPLEX_TEST_LOG=debug (any filter) shows the proxy's logs in test output.
+        if let Ok(filter) = std::env::var("MONGOPLEX_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let config = Config::validate(self.settings).expect("valid test configuration");
         let proxy = Proxy::start(Arc::new(config)).await.expect("proxy starts");
         let proxy_addr = proxy.client_addr;

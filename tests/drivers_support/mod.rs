@@ -30,7 +30,7 @@ impl Setup {
     /// Like [`Setup::start`], with the proxy's builder adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(Builder) -> Builder) -> Self {
         let upstream = Secantus::start();
-        let builder = TestProxy::builder(&upstream.uri()).max_pool_size(8);
+        let builder = TestProxy::builder(&upstream.seed_uri()).max_pool_size(8);
         let proxy = tune(builder).start().await;
         Self { proxy, upstream }
     }
