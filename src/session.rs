@@ -54,6 +54,8 @@ pub struct Session {
     app: Arc<str>,
     driver: Arc<str>,
     compressors: Vec<Compressor>,
+    /// `mongoplex_app_requests_total` for this client's app, resolved at handshake.
+    app_requests: prometheus::IntCounter,
     /// A frame read while waiting on something else (e.g. during an awaitable hello).
     pending: Option<Frame>,
     cancel: CancellationToken,
@@ -64,6 +66,7 @@ pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: Ca
     let connection_id = ctx.next_connection_id();
     let span = tracing::info_span!("client", peer = %peer, id = connection_id, app = tracing::field::Empty);
     let unknown: Arc<str> = Arc::from(crate::metrics::apps::UNKNOWN);
+    let app_requests = ctx.metrics.requests_by_app.with_label_values(&[&*unknown]);
     let session = Session {
         ctx,
         io,
@@ -73,6 +76,7 @@ pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: Ca
         app: unknown.clone(),
         driver: unknown,
         compressors: Vec::new(),
+        app_requests,
         pending: None,
         cancel,
     };
@@ -213,11 +217,7 @@ impl Session {
             }
             plan::Plan::new(&cmd, &msg, &self.ctx.pins)
         };
-        self.ctx
-            .metrics
-            .requests_by_app
-            .with_label_values(&[&self.app])
-            .inc();
+        self.app_requests.inc();
         let (reply, outcome) = self.forward(&plan, frame, request_id).await;
         if let Some(reply) = reply {
             self.write(reply, compressor.filter(|_| plan.compressible))

@@ -132,12 +132,12 @@ impl Session {
             Ok(t) => t,
             Err(e) => return Attempt::Failed(Failure::NotSent { retryable: false }, e),
         };
-        let generation = pool.generation();
         let mut conn = match pool.check_out().await {
             Ok(c) => c,
             Err(e) => {
                 let retryable = matches!(e, CheckoutError::Cleared { .. } | CheckoutError::Connect(_));
                 if let CheckoutError::Connect(u) = &e {
+                    let generation = pool.generation();
                     self.ctx
                         .topology
                         .on_network_error(&address, generation, true, u.is_timeout());

@@ -45,6 +45,7 @@ impl Session {
         let m = &self.ctx.metrics;
         self.gauge(-1);
         self.app = m.apps.label(meta.app_name.as_deref());
+        self.app_requests = m.requests_by_app.with_label_values(&[&*self.app]);
         self.driver = m.drivers.label(meta.driver_name.as_deref());
         self.gauge(1);
         m.client_handshakes
