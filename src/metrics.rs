@@ -353,6 +353,24 @@ impl Metrics {
             .set(i64::try_from(config.max_client_connections).unwrap_or(i64::MAX));
     }
 
+    /// Removes the gauges of a member that left the topology, so that its last state
+    /// (say `member_state{state="unknown"} 1`) is not exported, and alerted on, forever.
+    /// `states` are every `member_state` label value (`ServerKind::ALL`). Its counters
+    /// stay: they only stop growing.
+    pub fn forget_member<'a>(&self, member: &str, states: impl IntoIterator<Item = &'a str>) {
+        // Errors only say a series was never created; there is nothing to remove then.
+        for state in states {
+            let _ = self.member_state.remove_label_values(&[member, state]);
+        }
+        for state in ["idle", "in_use", "connecting"] {
+            let _ = self.pool_connections.remove_label_values(&[member, state]);
+        }
+        for gauge in [&self.pool_waiters, &self.pool_max_size] {
+            let _ = gauge.remove_label_values(&[member]);
+        }
+        let _ = self.member_rtt.remove_label_values(&[member]);
+    }
+
     /// Handles for one pool, resolved once.
     pub fn pool(&self, member: &str) -> PoolMetrics {
         PoolMetrics {
@@ -403,5 +421,59 @@ impl PoolMetrics {
         self.closed
             .with_label_values(&[self.member.as_str(), reason])
             .inc_by(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series_of(r: &Registry, member: &str) -> Vec<String> {
+        r.gather()
+            .iter()
+            .filter(|f| {
+                f.get_metric()
+                    .iter()
+                    .any(|m| m.get_label().iter().any(|l| l.value() == member))
+            })
+            .map(|f| f.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_forgotten_member_leaves_no_gauges() {
+        let r = Registry::new();
+        let m = Metrics::new(&r, 4);
+        let pool = m.pool("gone:27017");
+        pool.in_use.set(2);
+        m.pool_max_size.with_label_values(&["gone:27017"]).set(4);
+        m.member_state
+            .with_label_values(&["gone:27017", "unknown"])
+            .set(1);
+        m.member_rtt.with_label_values(&["gone:27017"]).set(0.001);
+        m.member_state
+            .with_label_values(&["kept:27017", "primary"])
+            .set(1);
+        m.heartbeat_failures.with_label_values(&["gone:27017"]).inc();
+
+        m.forget_member("gone:27017", ["unknown", "primary"]);
+        let left = series_of(&r, "gone:27017");
+        for gauge in [
+            "mongoplex_member_state",
+            "mongoplex_member_rtt_seconds",
+            "mongoplex_pool_connections",
+            "mongoplex_pool_waiters",
+            "mongoplex_pool_max_size",
+        ] {
+            assert!(
+                !left.iter().any(|n| n == gauge),
+                "{gauge} still has the member: {left:?}"
+            );
+        }
+        assert!(
+            left.iter().any(|n| n == "mongoplex_heartbeat_failures_total"),
+            "{left:?}"
+        );
+        assert_eq!(series_of(&r, "kept:27017"), ["mongoplex_member_state"]);
     }
 }

@@ -40,8 +40,9 @@ impl Session {
     ) -> (Option<Frame>, Outcome) {
         let mut target = plan.target.clone();
         let mut attempt = 0;
+        let mut avoid: Option<ServerAddress> = None;
         loop {
-            let (failure, result) = match self.attempt(plan, &target, &mut frame).await {
+            let (failure, result) = match self.attempt(plan, &target, &mut frame, &mut avoid).await {
                 Attempt::NoReply => return (None, Outcome::Ok),
                 Attempt::Reply(reply, None) => return (Some(finish(reply, request_id, plan)), Outcome::Ok),
                 Attempt::Reply(reply, Some(failure)) => (failure, Ok(reply)),
@@ -87,7 +88,12 @@ impl Session {
         }
     }
 
-    async fn target_pool(&self, plan: &Plan, target: &Target) -> Result<(ServerAddress, Pool), ProxyError> {
+    async fn target_pool(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        avoid: Option<ServerAddress>,
+    ) -> Result<(ServerAddress, Pool), ProxyError> {
         match target {
             Target::Pinned(address, kind) => self
                 .ctx
@@ -107,7 +113,7 @@ impl Session {
             Target::Select(criteria) => {
                 // Inside a transaction a missing primary is reported at once, never buffered.
                 let buffer = !plan.facts.in_transaction;
-                match self.ctx.topology.select(criteria, buffer).await {
+                match self.ctx.topology.select(criteria, buffer, avoid).await {
                     Ok(s) => Ok((s.address, s.pool)),
                     Err(e @ SelectError::InvalidReadPreference(_)) => {
                         Err(ProxyError::new(ErrorCode::InvalidOptions, e.to_string()))
@@ -127,8 +133,16 @@ impl Session {
         }
     }
 
-    async fn attempt(&mut self, plan: &Plan, target: &Target, frame: &mut Frame) -> Attempt {
-        let (address, pool) = match self.target_pool(plan, target).await {
+    /// One attempt. `avoid` carries a member that failed at the connection level from one
+    /// attempt to the next, so a retry waits for the topology to react to it.
+    async fn attempt(
+        &mut self,
+        plan: &Plan,
+        target: &Target,
+        frame: &mut Frame,
+        avoid: &mut Option<ServerAddress>,
+    ) -> Attempt {
+        let (address, pool) = match self.target_pool(plan, target, avoid.take()).await {
             Ok(t) => t,
             Err(e) => return Attempt::Failed(Failure::NotSent { retryable: false }, e),
         };
@@ -137,6 +151,8 @@ impl Session {
             Err(e) => {
                 let retryable = matches!(e, CheckoutError::Cleared { .. } | CheckoutError::Connect(_));
                 if let CheckoutError::Connect(u) = &e {
+                    *avoid = Some(address.clone());
+                    self.ctx.topology.request_check(Some(&address));
                     let generation = pool.generation();
                     self.ctx
                         .topology
@@ -160,6 +176,7 @@ impl Session {
         let sent_at = Instant::now();
         if let Err(e) = conn.send(frame, !plan.more_to_come).await {
             drop(conn);
+            *avoid = Some(address.clone());
             return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
         }
         if plan.more_to_come {
@@ -173,7 +190,10 @@ impl Session {
         drop(conn);
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e)),
+            Err(e) => {
+                *avoid = Some(address.clone());
+                return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
+            }
         };
         pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
         let failure = self.after_reply(plan, &address, generation, &reply);

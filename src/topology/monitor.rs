@@ -144,7 +144,7 @@ impl Monitor {
                     last_probe = Instant::now();
                     match self.poll(&mut probe).await {
                         Ok((hello, rtt)) => self.topology.check_succeeded(&self.address, &hello, Some(rtt)),
-                        Err(e) => tracing::debug!(member = %self.address, error = %e, "out-of-band check failed"),
+                        Err(e) => self.failed(&e),
                     }
                 }
             }

@@ -68,7 +68,15 @@ impl Topology {
     /// Picks a member. Primary-bound requests wait in the failover buffer while no
     /// primary is known (unless `buffer` is false, e.g. inside a transaction, where they
     /// fail at once); other requests wait up to serverSelectionTimeoutMS.
-    pub async fn select(&self, criteria: &Criteria, buffer: bool) -> Result<Selected, SelectError> {
+    ///
+    /// `avoid` is a member that just failed at the connection level: it is not chosen
+    /// again until the topology has changed (its monitor confirmed or dropped it).
+    pub async fn select(
+        &self,
+        criteria: &Criteria,
+        buffer: bool,
+        mut avoid: Option<ServerAddress>,
+    ) -> Result<Selected, SelectError> {
         let sc = self.criteria(criteria)?;
         let primary_bound = match &sc {
             SelectionCriteria::Write => true,
@@ -83,6 +91,20 @@ impl Topology {
         loop {
             let snap = rx.borrow_and_update().clone();
             match self.pick(&snap.desc, &sc) {
+                Ok(Some(sel)) if avoid.as_ref() == Some(&sel.address) => {
+                    self.request_check(avoid.as_ref());
+                    tokio::select! {
+                        _ = self.cancelled().cancelled() => return Err(SelectError::ShuttingDown),
+                        r = tokio::time::timeout_at(deadline.into(), rx.changed()) => {
+                            if r.is_err() || r.is_ok_and(|c| c.is_err()) {
+                                // Nothing changed in time: trust the topology after all.
+                                return Ok(sel);
+                            }
+                        }
+                    }
+                    avoid = None;
+                    continue;
+                }
                 Ok(Some(sel)) => {
                     if ticket.is_some() {
                         self.inner.failover.drained();
