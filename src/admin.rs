@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::pool::PoolSnapshot;
-use crate::topology::ServerKind;
 
 #[derive(Clone)]
 struct AdminState {
@@ -98,7 +97,7 @@ async fn status(State(s): State<AdminState>) -> Json<Status> {
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
         upstream: ctx.config.upstream_redacted.clone(),
-        ready: snap.primary.is_some() && snap.servers.iter().any(|m| m.kind != ServerKind::Unknown),
+        ready: is_ready(ctx),
         primary: snap.primary.as_ref().map(ToString::to_string),
         members,
         clients: ctx.clients.load(std::sync::atomic::Ordering::Relaxed),

@@ -18,6 +18,23 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0, 30.0,
 ];
 
+/// Failovers last from a fraction of a second to minutes.
+const FAILOVER_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Fixed label values created up front, so `increase()` sees the first event too.
+const CHECKOUT_FAILURE_REASONS: &[&str] = &["timeout", "pool_cleared", "pool_closed", "connection_error"];
+const BUFFER_EVICT_REASONS: &[&str] = &["window", "buffer_full", "max_duration"];
+const RETRY_REASONS: &[&str] = &[
+    "not_sent",
+    "network_error",
+    "not_writable_primary",
+    "no_writes_performed",
+    "state_change",
+];
+const REJECT_REASONS: &[&str] = &["limit", "accept_error"];
+
 macro_rules! reg {
     ($registry:expr, $metric:expr) => {{
         let m = $metric.expect("metric definitions are static and valid");
@@ -108,7 +125,7 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let app = &["app", "driver"];
-        Self {
+        let m = Self {
             apps: AppLabels::new(max_apps),
             drivers: AppLabels::new(32),
             client_connections: gauge_vec(
@@ -329,7 +346,7 @@ impl Metrics {
                         "mongoplex_failover_duration_seconds",
                         "Time without a primary, per failover."
                     )
-                    .buckets(LATENCY_BUCKETS.to_vec())
+                    .buckets(FAILOVER_BUCKETS.to_vec())
                 )
             ),
             pinned_cursors: reg!(
@@ -343,7 +360,17 @@ impl Metrics {
                     "Transactions pinned to a member."
                 )
             ),
+        };
+        for reason in RETRY_REASONS {
+            m.retries.with_label_values(&[*reason]);
         }
+        for reason in BUFFER_EVICT_REASONS {
+            m.buffer_evicted.with_label_values(&[*reason]);
+        }
+        for reason in REJECT_REASONS {
+            m.client_rejected.with_label_values(&[*reason]);
+        }
+        m
     }
 
     /// Publishes the configured limits that dashboards and alerts divide by. Called once
@@ -373,6 +400,9 @@ impl Metrics {
 
     /// Handles for one pool, resolved once.
     pub fn pool(&self, member: &str) -> PoolMetrics {
+        for reason in CHECKOUT_FAILURE_REASONS {
+            self.pool_checkout_failures.with_label_values(&[member, *reason]);
+        }
         PoolMetrics {
             member: member.to_string(),
             idle: self.pool_connections.with_label_values(&[member, "idle"]),

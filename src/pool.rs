@@ -152,7 +152,9 @@ impl Pool {
                 let mut st = self.inner.lock();
                 self.inner.usable(&st)?;
                 let discard = st.take_perished(&self.inner.opts, Instant::now());
-                (st.try_grant(&self.inner.opts), discard)
+                let grant = st.try_grant(&self.inner.opts);
+                self.inner.publish(&st);
+                (grant, discard)
             };
             self.inner.close_all(discard, "stale");
             let grant = match grant {

@@ -207,17 +207,21 @@ impl Session {
             };
             let cmd = Command::parse(msg.body);
             if cmd.known.is_hello() {
-                return self
-                    .hello(request_id, &cmd, msg.body, msg.flags, compressor)
-                    .await;
+                let known = cmd.known;
+                self.hello(request_id, &cmd, msg.body, msg.flags, compressor)
+                    .await?;
+                self.ctx
+                    .requests
+                    .record(known, Outcome::Ok, started.elapsed().as_secs_f64());
+                return Ok(());
             }
+            self.app_requests.inc();
             if let Some(err) = local::refuse(&cmd) {
                 self.ctx.requests.record(cmd.known, Outcome::ProxyError, 0.0);
                 return self.reply_error(request_id, &err, compressor).await;
             }
             plan::Plan::new(&cmd, &msg, &self.ctx.pins)
         };
-        self.app_requests.inc();
         let (reply, outcome) = self.forward(&plan, frame, request_id).await;
         if let Some(reply) = reply {
             self.write(reply, compressor.filter(|_| plan.compressible))

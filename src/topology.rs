@@ -289,6 +289,8 @@ impl Topology {
                 m.cancel.cancel();
                 m.pool.close();
             }
+            i.metrics
+                .forget_member(&address.to_string(), ServerKind::ALL.iter().map(|k| k.as_str()));
             let dropped = i.pins.drop_member(address);
             tracing::info!(member = %address, dropped_cursor_pins = dropped, "member removed from topology");
         }
