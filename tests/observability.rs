@@ -1,7 +1,7 @@
 //! Observability against real tools: promtool lints a scrape taken under load and checks
 //! the alert rules; a real Prometheus server scrapes the proxy during a two-app workload
 //! and its HTTP API shows what arrived; `/ready` follows the upstream; the pool gauges
-//! follow checkouts; the Grafana dashboard and `deploy/METRICS.md` only name metrics that
+//! follow checkouts; the Grafana dashboard and `README.md` only name metrics that
 //! exist, and the metrics doc lists every one with its type and labels.
 //!
 //! Needs `bash tests/peers/install.sh` (SecantusDB, and Debian's `prometheus` + `promtool`).
@@ -102,7 +102,7 @@ async fn loaded_scrapes() -> Loaded {
     let ((shop, _billing), during) = tokio::join!(run_two_apps(&proxy), mid_load);
     provoke_errors(proxy.addr, &shop).await;
     let after = scrape(&proxy).await;
-    // deploy/METRICS.md is written from this scrape: keep a copy when asked to.
+    // README.md is written from this scrape: keep a copy when asked to.
     if let Some(path) = std::env::var_os("MONGOPLEX_SCRAPE_OUT") {
         std::fs::write(&path, &after).expect("write MONGOPLEX_SCRAPE_OUT");
     }
@@ -166,7 +166,7 @@ async fn metrics_doc_lists_every_metric_as_exposed() {
         after: text, proxy, ..
     } = loaded_scrapes().await;
     proxy.shutdown().await;
-    let doc = deploy::read("deploy/METRICS.md");
+    let doc = deploy::read("README.md");
     let rows: Vec<Vec<String>> = doc
         .lines()
         .filter(|l| l.starts_with("| `mongoplex_"))
@@ -175,15 +175,15 @@ async fn metrics_doc_lists_every_metric_as_exposed() {
     let row = |name: &str| rows.iter().find(|r| r[1] == format!("`{name}`"));
     // Every family the scrape exposes is documented with its type and labels.
     for (name, family) in parse_exposition(&text) {
-        let r = row(&name).unwrap_or_else(|| panic!("deploy/METRICS.md has no row for {name}"));
-        assert_eq!(r[2], family.kind, "{name}: type in deploy/METRICS.md");
+        let r = row(&name).unwrap_or_else(|| panic!("README.md has no row for {name}"));
+        assert_eq!(r[2], family.kind, "{name}: type in README.md");
         let labels: Vec<String> = family.labels.iter().map(|l| format!("`{l}`")).collect();
         let labels = if labels.is_empty() {
             "-".to_string()
         } else {
             labels.join(", ")
         };
-        assert_eq!(r[3], labels, "{name}: labels in deploy/METRICS.md");
+        assert_eq!(r[3], labels, "{name}: labels in README.md");
     }
     // So is every metric registered, including those with no samples yet (a labelled
     // family appears in a scrape only once a label set has been used).
@@ -191,14 +191,14 @@ async fn metrics_doc_lists_every_metric_as_exposed() {
     for name in &registered {
         assert!(
             row(name).is_some(),
-            "deploy/METRICS.md has no row for {name} (src/metrics.rs)"
+            "README.md has no row for {name} (src/metrics.rs)"
         );
     }
     for r in &rows {
         let name = r[1].trim_matches('`');
         assert!(
             registered.contains(name),
-            "deploy/METRICS.md documents {name}, which src/metrics.rs does not register"
+            "README.md documents {name}, which src/metrics.rs does not register"
         );
     }
 }
