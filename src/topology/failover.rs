@@ -145,6 +145,7 @@ impl Failover {
 
     pub fn evict(&self, why: Evict) -> Evict {
         self.evicted.with_label_values(&[why.as_str()]).inc();
+        tracing::warn!(reason = why.as_str(), "failing a buffered request: no primary");
         why
     }
 

@@ -19,12 +19,24 @@
 //!   is still held ([`ReplSet::set_latency`]) or running when the member steps down: 11602
 //!   InterruptedDueToReplStateChange. A write interrupted during the upstream round trip
 //!   has been applied; one interrupted during the hold has not.
+//! - a getMore on a member other than the one that opened the cursor, or after that member
+//!   was killed: 43 CursorNotFound (SecantusDB's cursors are global; mongod's are not).
+//! - an unacknowledged (moreToCome) command a member refuses: it closes the connection.
+//!
+//! Not modelled: compression (hello never offers it), auth, tags, hidden members and
+//! arbiters, and automatic elections (nothing happens unless a test calls a control).
 //!
 //! Controls: [`ReplSet::step_down`], [`ReplSet::elect`], [`ReplSet::step_down_and_elect`],
 //! [`ReplSet::reconfig`], [`ReplSet::kill`] / [`ReplSet::restart`] (same port),
 //! [`ReplSet::partition`] / [`ReplSet::heal`], [`ReplSet::bring_back_stale_primary`],
 //! [`ReplSet::set_latency`], [`ReplSet::set_lag`]. Roles change only through these: killing
 //! the primary elects nobody (call `elect`), and a restarted member comes back a secondary.
+//!
+//! Counters per member ([`ReplSet::stats`]): commands forwarded by name, rejections by
+//! code, hello replies, connections; [`ReplSet::in_flight`] counts commands not yet
+//! answered. [`raw::RawClient`] talks to one member with no driver in between;
+//! [`driver::client`] builds a Rust-driver client whose [`driver::DriverView`] shows what
+//! the driver believes about each member.
 //!
 //! ```ignore
 //! mod common;
@@ -46,6 +58,7 @@
 #![allow(dead_code)]
 
 mod conn;
+pub mod driver;
 pub mod hello;
 pub mod raw;
 pub mod rules;

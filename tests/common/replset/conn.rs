@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bson::Document;
-use mongoplex::command::Command;
+use mongoplex::command::{Command, ReplyInfo};
 use mongoplex::wire::{
     build_msg, build_reply, decompress, refresh_checksum, Frame, FrameReader, OpCode, OpMsg, OpQuery,
     DEFAULT_MAX_MESSAGE_SIZE, MSG_MORE_TO_COME,
@@ -187,12 +187,18 @@ impl Conn {
         let (name, admission, interrupted) = {
             let msg = OpMsg::parse(&frame).map_err(|_| Closed)?;
             let cmd = Command::parse(msg.body);
-            let primary = self.shared.lock().member(self.member).acts_as_primary();
-            (
-                cmd.name.to_owned(),
-                rules::admit(&cmd, primary),
-                rules::interrupted(&cmd),
-            )
+            let (primary, cursor_here) = {
+                let s = self.shared.lock();
+                let here = cmd
+                    .get_more_cursor
+                    .is_none_or(|id| s.cursor_here(id, self.member));
+                (s.member(self.member).acts_as_primary(), here)
+            };
+            let admission = match rules::cursor_check(&cmd, cursor_here) {
+                Some(err) => Admission::Reject(err),
+                None => rules::admit(&cmd, primary),
+            };
+            (cmd.name.to_owned(), admission, rules::interrupted(&cmd))
         };
         let (epoch, latency) = {
             let s = self.shared.lock();
@@ -242,6 +248,9 @@ impl Conn {
         if as_primary && stepped_down(&self.shared.lock()) {
             return self.send_error(&interrupted, request_id).await;
         }
+        if let Some(cursor) = reply_cursor(&reply) {
+            self.shared.update(|s| s.note_cursor(cursor, member));
+        }
         reply.set_request_id(self.shared.reply_id());
         reply.set_response_to(request_id);
         refresh_checksum(&mut reply);
@@ -265,6 +274,12 @@ impl Conn {
         let id = self.shared.reply_id();
         self.write(&build_msg(id, request_id, 0, &to_bytes(&doc))).await
     }
+}
+
+/// The `cursor.id` a reply leaves open, if any.
+fn reply_cursor(reply: &Frame) -> Option<i64> {
+    let msg = OpMsg::parse(reply).ok()?;
+    ReplyInfo::parse(msg.body).cursor_id
 }
 
 fn to_bytes(doc: &Document) -> Vec<u8> {

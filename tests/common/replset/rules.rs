@@ -8,6 +8,7 @@ use mongoplex::command::{Command, CommandName};
 pub const NOT_WRITABLE_PRIMARY: i32 = 10107;
 pub const NOT_PRIMARY_NO_SECONDARY_OK: i32 = 13435;
 pub const INTERRUPTED_DUE_TO_REPL_STATE_CHANGE: i32 = 11602;
+pub const CURSOR_NOT_FOUND: i32 = 43;
 
 pub const RETRYABLE_WRITE_ERROR: &str = "RetryableWriteError";
 pub const TRANSIENT_TRANSACTION_ERROR: &str = "TransientTransactionError";
@@ -79,16 +80,16 @@ pub fn secondary_ok(cmd: &Command<'_>) -> bool {
 pub struct RoleError {
     pub code: i32,
     pub code_name: &'static str,
-    pub errmsg: &'static str,
+    pub errmsg: String,
     pub labels: Vec<&'static str>,
 }
 
 impl RoleError {
-    fn new(cmd: &Command<'_>, code: i32, code_name: &'static str, errmsg: &'static str) -> Self {
+    fn new(cmd: &Command<'_>, code: i32, code_name: &'static str, errmsg: &str) -> Self {
         Self {
             code,
             code_name,
-            errmsg,
+            errmsg: errmsg.to_owned(),
             labels: labels(cmd, code),
         }
     }
@@ -98,7 +99,7 @@ impl RoleError {
     pub fn to_document(&self, topology_version: Option<Document>) -> Document {
         let mut d = doc! {
             "ok": 0.0,
-            "errmsg": self.errmsg,
+            "errmsg": self.errmsg.as_str(),
             "code": self.code,
             "codeName": self.code_name,
         };
@@ -175,4 +176,17 @@ pub fn interrupted(cmd: &Command<'_>) -> RoleError {
         "InterruptedDueToReplStateChange",
         "operation was interrupted because a node stepped down",
     )
+}
+
+/// A getMore for a cursor this member does not hold: cursors live on the member that opened
+/// them, and die with its process. `here` says whether this member holds the cursor (or
+/// the harness never saw it opened).
+pub fn cursor_check(cmd: &Command<'_>, here: bool) -> Option<RoleError> {
+    let id = cmd.get_more_cursor?;
+    (!here).then(|| RoleError {
+        code: CURSOR_NOT_FOUND,
+        code_name: "CursorNotFound",
+        errmsg: format!("cursor id {id} not found"),
+        labels: Vec::new(),
+    })
 }

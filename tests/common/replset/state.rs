@@ -5,7 +5,7 @@
 //! `topologyVersion.counter`, which is what wakes awaitable hellos (the SDAM monitoring
 //! spec's "significant topology change").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bson::oid::ObjectId;
@@ -132,6 +132,8 @@ pub struct SetState {
     pub term: u32,
     pub set_version: i32,
     pub next_connection_id: i64,
+    /// Open cursors by id: the member that opened them, or `None` once it was killed.
+    pub cursors: HashMap<i64, Option<usize>>,
 }
 
 /// mongod's electionId layout: a fixed prefix, then the term, so ids order by term.
@@ -157,6 +159,7 @@ impl SetState {
             term: 1,
             set_version: INITIAL_SET_VERSION,
             next_connection_id: 1,
+            cursors: HashMap::new(),
         }
     }
 
@@ -249,8 +252,27 @@ impl SetState {
         m.counter += 1;
     }
 
+    /// Its process dies, and its cursors with it.
     pub fn kill(&mut self, i: usize) {
         self.member_mut(i).up = false;
+        for owner in self.cursors.values_mut() {
+            if *owner == Some(i) {
+                *owner = None;
+            }
+        }
+    }
+
+    /// Whether member `i` may continue cursor `id`: it opened it, or the harness never saw
+    /// it opened (e.g. a command it does not parse).
+    pub fn cursor_here(&self, id: i64, i: usize) -> bool {
+        self.cursors.get(&id).is_none_or(|&owner| owner == Some(i))
+    }
+
+    /// A reply from member `i` left cursor `id` open (or, for 0, nothing to track).
+    pub fn note_cursor(&mut self, id: i64, i: usize) {
+        if id != 0 {
+            self.cursors.insert(id, Some(i));
+        }
     }
 
     /// Back up as a secondary with a new processId. If it was the primary, the set has no
