@@ -41,6 +41,7 @@
 //! ```ignore
 //! mod common;
 //! use common::{peers::Secantus, replset::ReplSet};
+//! use std::time::Duration;
 //!
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn failover() {
