@@ -92,11 +92,15 @@ impl Topology {
             let snap = rx.borrow_and_update().clone();
             match self.pick(&snap.desc, &sc) {
                 Ok(Some(sel)) if avoid.as_ref() == Some(&sel.address) => {
+                    // Wait for this member's own description to change: its monitor
+                    // either confirms it (then use it) or drops it (then pick again).
+                    let seen = member_version(&snap.desc, &sel.address);
                     self.request_check(avoid.as_ref());
+                    let changed = rx.wait_for(|s| member_version(&s.desc, &sel.address) != seen);
                     tokio::select! {
                         _ = self.cancelled().cancelled() => return Err(SelectError::ShuttingDown),
-                        r = tokio::time::timeout_at(deadline.into(), rx.changed()) => {
-                            if r.is_err() || r.is_ok_and(|c| c.is_err()) {
+                        r = tokio::time::timeout_at(deadline.into(), changed) => {
+                            if r.is_err() {
                                 // Nothing changed in time: trust the topology after all.
                                 return Ok(sel);
                             }
@@ -176,6 +180,16 @@ impl Topology {
             })
         }))
     }
+}
+
+/// What identifies one observation of a member: its type, when it was last checked, and
+/// its error.
+fn member_version(
+    desc: &sdam::TopologyDescription,
+    address: &ServerAddress,
+) -> Option<(sdam::ServerType, Option<std::time::Duration>, Option<String>)> {
+    desc.server(address)
+        .map(|sd| (sd.server_type, sd.last_update_time, sd.error.clone()))
 }
 
 fn criteria_name(c: &Criteria) -> String {

@@ -304,6 +304,8 @@ impl ReplSet {
     /// Member `i` closes its listener and every socket (its clients see EOF; new
     /// connections are refused). Returns once all of them are closed. Roles do not change.
     pub async fn kill(&self, i: usize) {
+        // Let upstream round trips already under way finish first (see Shared::storage_gates).
+        let _settled = self.shared.storage_gates[i].write().await;
         let life = self.life(i).take();
         self.shared.update(|s| s.kill(i));
         if let Some(life) = life {

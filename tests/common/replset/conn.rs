@@ -240,6 +240,8 @@ impl Conn {
                     .map_err(|_| Closed)?,
             );
         }
+        let shared = self.shared.clone();
+        let _storage = shared.storage_gates[member].read().await;
         let upstream = self.upstream.as_mut().ok_or(Closed)?;
         let reply = upstream.round_trip(frame, flags).await.map_err(|_| Closed)?;
         let Some(mut reply) = reply else {

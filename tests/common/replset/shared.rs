@@ -18,11 +18,21 @@ pub struct Shared {
     /// The SecantusDB every member forwards to.
     pub upstream: SocketAddr,
     next_reply_id: AtomicI32,
+    /// Per member: commands hold it (shared) while their upstream round trip runs, and
+    /// `kill` takes it exclusively before dropping sockets, so a killed member's writes
+    /// are applied before it dies, as a crashed mongod's acknowledged-or-not writes are
+    /// settled before a new primary serves the retry. (SecantusDB, unlike mongod, does not
+    /// serialize one session's operations, so a retry racing the original could run too.)
+    pub storage_gates: Vec<tokio::sync::RwLock<()>>,
 }
 
 impl Shared {
     pub fn new(state: SetState, upstream: SocketAddr) -> Arc<Self> {
+        let storage_gates = (0..state.members.len())
+            .map(|_| tokio::sync::RwLock::new(()))
+            .collect();
         Arc::new(Self {
+            storage_gates,
             state: Mutex::new(state),
             changed: watch::channel(0).0,
             upstream,
