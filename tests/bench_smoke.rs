@@ -1,0 +1,165 @@
+//! A few seconds of the benchmark harness (tests/bench/) in a tiny mode, so that it
+//! cannot rot: every section runs and must produce figures. It asserts nothing about
+//! how fast the proxy is; `cargo bench --bench proxy` measures that.
+//!
+//! The upstream is the cached secantusd-rs when tests/peers/install-secantus-rs.sh has
+//! built it, else the Python SecantusDB from tests/peers/install.sh. The callgrind
+//! section runs when valgrind is installed.
+
+#[path = "bench/harness/mod.rs"]
+mod harness;
+// Only the peers helper: the rest of tests/common/ is not needed here.
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use peers::Secantus;
+
+fn cached_secantus_rs() -> Option<PathBuf> {
+    let root = std::env::var_os("MONGOPLEX_SECANTUS_RS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/mongoplex/secantus-rs")))?;
+    Some(root.join("bin/secantusd-rs")).filter(|p| p.is_file())
+}
+
+fn have_valgrind() -> bool {
+    std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn positive(what: &str, v: f64) {
+    assert!(
+        v.is_finite() && v > 0.0,
+        "{what} = {v}, expected a positive figure"
+    );
+}
+
+#[test]
+fn harness_produces_every_figure() {
+    let dir = std::env::temp_dir().join(format!("mongoplex-bench-smoke-{}", std::process::id()));
+    let json = dir.join("results.json");
+    let (work, json_arg) = (dir.join("work").display().to_string(), json.display().to_string());
+    let mut args: Vec<String> = [
+        "proxy",
+        "--workloads",
+        "ping,find_one,insert_one,mix",
+        "--tasks",
+        "1,4",
+        "--seconds",
+        "0.25",
+        "--warmup",
+        "0.05",
+        "--rounds",
+        "1",
+        "--preload",
+        "200",
+        "--idle",
+        "--idle-connections",
+        "300",
+        "--storm",
+        "--storm-clients",
+        "200",
+        "--storm-pool-size",
+        "4",
+        "--work-dir",
+        &work,
+        "--json",
+        &json_arg,
+    ]
+    .map(String::from)
+    .to_vec();
+    let callgrind = have_valgrind();
+    if callgrind {
+        args.extend(["--callgrind", "--callgrind-requests", "20"].map(String::from));
+    } else {
+        eprintln!("valgrind is not installed: the callgrind section is not exercised");
+    }
+    // Keep the Python server alive for the whole run when it is the upstream.
+    let python_upstream;
+    match cached_secantus_rs() {
+        Some(bin) => args.extend(["--secantus".to_string(), bin.display().to_string()]),
+        None => {
+            python_upstream = Secantus::start();
+            args.extend(["--upstream".to_string(), python_upstream.addr().to_string()]);
+        }
+    }
+    let opts = harness::Options::parse_from(&args);
+    let r = harness::run(&opts).unwrap_or_else(|e| panic!("harness failed: {e}"));
+
+    assert_eq!(r.summary.len(), 8, "4 workloads x 2 task counts");
+    assert_eq!(r.pairs.len(), 8, "1 round of 8 pairs");
+    for s in &r.summary {
+        let at = format!("{} x{}", s.workload.name(), s.tasks);
+        assert_eq!(s.errors, 0, "{at}: failed operations");
+        for (what, v) in [
+            ("direct ops/s", s.direct_ops_per_sec),
+            ("proxied ops/s", s.proxied_ops_per_sec),
+            ("ratio", s.ratio),
+            ("direct p50", s.direct_p50_us),
+            ("proxied p50", s.proxied_p50_us),
+            ("proxied p99", s.proxied_p99_us),
+            ("proxied p99.9", s.proxied_p999_us),
+        ] {
+            positive(&format!("{at}: {what}"), v);
+        }
+        let cpu = s
+            .proxy_cpu_us_per_op
+            .unwrap_or_else(|| panic!("{at}: no proxy CPU figure"));
+        assert!(cpu.is_finite() && cpu >= 0.0, "{at}: proxy CPU {cpu}");
+    }
+    // /proc/<pid>/stat counts in clock ticks (10 ms), so a single short run may show
+    // none; over all of them the proxy must have used some CPU.
+    positive(
+        "proxy CPU over all runs",
+        r.summary.iter().filter_map(|s| s.proxy_cpu_us_per_op).sum(),
+    );
+    positive("proxy peak RSS", r.proxy_peak_rss_bytes.map_or(0.0, |b| b as f64));
+
+    let idle = r.idle.as_ref().expect("idle figures");
+    assert_eq!(
+        idle.connected, idle.requested,
+        "idle clients: {:?}",
+        idle.first_error
+    );
+    positive(
+        "idle RSS growth per connection",
+        idle.rss_growth_per_connection_bytes,
+    );
+    assert!(
+        idle.upstream_tcp_sockets > 0,
+        "the proxy's monitor holds an upstream socket"
+    );
+
+    let storm = r.storm.as_ref().expect("storm figures");
+    assert_eq!(
+        storm.served, storm.clients,
+        "storm clients: {:?}",
+        storm.first_error
+    );
+    positive("storm find p99", storm.find_p99_ms);
+    positive("storm peak pool connections", storm.peak_pool_connections as f64);
+    assert!(
+        storm.peak_upstream_tcp_sockets > 0,
+        "no upstream socket sampled during the storm"
+    );
+
+    if callgrind {
+        let c = r.callgrind.first().expect("callgrind figures");
+        positive("instructions per request", c.instructions_per_request);
+        assert!(!c.top_inclusive.is_empty(), "no callgrind_annotate entries");
+    }
+    assert_eq!(r.targets.len(), 7);
+    let report = harness::report::markdown(&r);
+    assert!(
+        report.contains("### Targets") && report.contains("| ping | 4 |"),
+        "{report}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("JSON parses");
+    assert_eq!(written["summary"].as_array().map(Vec::len), Some(8));
+    let _ = std::fs::remove_dir_all(&dir);
+}
