@@ -91,13 +91,18 @@ impl Session {
     async fn run(mut self) {
         self.ctx.metrics.client_opened.inc();
         self.gauge(1);
+        // Created once: registering a cancellation waiter per request costs a lock.
+        let cancel = self.cancel.clone();
+        let mut cancelled = std::pin::pin!(cancel.cancelled_owned());
         let end = loop {
-            let frame = match self.next_frame().await {
+            let frame = match self.next_frame(cancelled.as_mut()).await {
                 Ok(f) => f,
                 Err(end) => break end,
             };
             self.ctx.metrics.client_bytes_in.inc_by(frame.len() as u64);
-            if let Err(end) = self.handle(frame).await {
+            // Boxed so that an idle session keeps only its small read state, not the
+            // request path's (measured: 3.4 KB of future per client otherwise).
+            if let Err(end) = Box::pin(self.handle(frame)).await {
                 break end;
             }
         };
@@ -130,7 +135,10 @@ impl Session {
             .add(delta);
     }
 
-    async fn next_frame(&mut self) -> Result<Frame, End> {
+    async fn next_frame(
+        &mut self,
+        cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>,
+    ) -> Result<Frame, End> {
         if let Some(f) = self.pending.take() {
             return Ok(f);
         }
@@ -142,15 +150,13 @@ impl Session {
                 self.reader.release();
                 self.io.readable().await?;
             }
-            // Once a message has begun, a stalled sender must not hold its buffer forever.
-            match tokio::time::timeout(deadline, self.reader.next(&mut self.io, max)).await {
-                Ok(r) => r,
-                Err(_) => Err(WireError::Stalled(deadline.as_millis())),
-            }
+            // Once a message has begun, a stalled sender must not hold its buffer forever;
+            // the timer is armed only if the message did not arrive in one read.
+            self.reader.next_within(&mut self.io, max, deadline).await
         };
         let result = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return Err(End::Shutdown),
+            _ = cancelled => return Err(End::Shutdown),
             r = read => r,
         };
         match result {

@@ -109,13 +109,16 @@ async fn five_hundred_clients_share_eight_upstream_connections() {
         (1..=8).contains(&peak),
         "pool peaked at {peak} connections with maxPoolSize 8"
     );
-    // The upstream's own count: pooled connections plus the proxy's monitor.
+    // The upstream's own count: at most 8 pooled connections, the proxy's two monitoring
+    // connections (awaitable hello and RTT probe), and this test's direct client.
     let (_, created_after) = server_connections(&direct).await;
     let upstream_new = created_after - created_before;
     assert!(
-        upstream_new <= 8 + 1 + 1,
-        "upstream accepted {upstream_new} connections (8 pooled + monitor allowed)"
+        upstream_new <= 8 + 2 + 1,
+        "upstream accepted {upstream_new} connections (8 pooled + 2 monitoring + 1 direct allowed)"
     );
+    let created = proxy.metric_sum("mongoplex_pool_connections_created_total", &[]);
+    assert!(created <= 8.0, "the pool opened {created} connections");
     println!(
         "{expected} ops from {opened} client connections in {elapsed:?}; pool peak {peak}, upstream connections created {upstream_new}"
     );

@@ -168,7 +168,6 @@ impl UpstreamConn {
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         frame.set_request_id(id);
         refresh_checksum(frame);
-        self.last_used = Instant::now();
         self.awaiting_reply = expect_reply;
         if let Err(source) = self.io.write_all(frame.as_bytes()).await {
             self.broken = true;
@@ -198,7 +197,6 @@ impl UpstreamConn {
             },
             None => read.await,
         };
-        self.last_used = Instant::now();
         match result {
             Ok(Some(frame)) => {
                 self.awaiting_reply = false;

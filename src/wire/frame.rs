@@ -187,6 +187,37 @@ impl FrameReader {
         }
     }
 
+    /// Like [`FrameReader::next`], but a message that does not complete in the first read
+    /// must complete within `deadline` ([`WireError::Stalled`] otherwise). The common case,
+    /// a whole message in one read, arms no timer.
+    pub async fn next_within<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        max: usize,
+        deadline: std::time::Duration,
+    ) -> Result<Option<Frame>, WireError> {
+        if let Some(frame) = decode_frame(&mut self.buf, max)? {
+            return Ok(Some(frame));
+        }
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        if io.read_buf(&mut self.buf).await? == 0 {
+            return if self.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(WireError::Truncated(self.buf.len()))
+            };
+        }
+        if let Some(frame) = decode_frame(&mut self.buf, max)? {
+            return Ok(Some(frame));
+        }
+        match tokio::time::timeout(deadline, self.next(io, max)).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Stalled(deadline.as_millis())),
+        }
+    }
+
     /// Buffered bytes not yet part of a frame (for tests and diagnostics).
     pub fn buffered(&self) -> usize {
         self.buf.len()
