@@ -208,3 +208,28 @@ async fn planned_step_down_is_invisible_to_retryable_writers() {
     );
     assert!(proxy.metric_sum("mongoplex_primary_changes_total", &[]) >= 1.0);
 }
+
+/// An awaitable hello waits at the server for up to maxAwaitTimeMS (the heartbeat), so
+/// the monitor must allow connectTimeoutMS + heartbeatFrequencyMS for it. With a connect
+/// timeout shorter than the heartbeat, a bound of connectTimeoutMS alone fails every
+/// check of a healthy member, clearing its pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awaitable_hello_is_not_mistaken_for_a_dead_member() {
+    let upstream = Secantus::start();
+    let proxy = TestProxy::builder(&upstream.seed_uri())
+        .settings(|s| {
+            s.heartbeat_frequency_ms = Some(500);
+            s.connect_timeout_ms = Some(400);
+        })
+        .start()
+        .await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        proxy.metric_sum("mongoplex_heartbeat_failures_total", &[]),
+        0.0,
+        "{}",
+        proxy.metrics_text()
+    );
+    assert_eq!(proxy.metric_sum("mongoplex_pool_clears_total", &[]), 0.0);
+    assert!(proxy.proxy().ctx.topology.snapshot().primary.is_some());
+}

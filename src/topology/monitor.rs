@@ -162,7 +162,11 @@ async fn stream_task(
     cancel: CancellationToken,
 ) {
     let max_await = i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX);
+    // The server may hold each hello for maxAwaitTimeMS: the spec's bound is
+    // connectTimeoutMS + heartbeatFrequencyMS (a bound of connectTimeoutMS alone raced the
+    // server's own answer and declared healthy members dead).
     let limit = connect_timeout + heartbeat;
+    conn.set_socket_timeout(Some(limit));
     loop {
         let body = rawdoc! { "hello": 1, "topologyVersion": tv.clone(), "maxAwaitTimeMS": max_await, "$db": "admin" };
         let result = tokio::select! {

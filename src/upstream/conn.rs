@@ -235,6 +235,12 @@ impl UpstreamConn {
         !self.broken && !self.awaiting_reply && self.reader.is_idle() && self.io.looks_alive()
     }
 
+    /// Changes the bound on waiting for a reply (e.g. an awaitable hello waits at the
+    /// server for up to maxAwaitTimeMS, so its connection needs more than connectTimeoutMS).
+    pub fn set_socket_timeout(&mut self, timeout: Option<Duration>) {
+        self.socket_timeout = timeout;
+    }
+
     /// Whether the connection can go back to the pool.
     pub fn reusable(&self) -> bool {
         !self.broken && !self.awaiting_reply
