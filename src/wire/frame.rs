@@ -174,16 +174,26 @@ impl FrameReader {
             if let Some(frame) = decode_frame(&mut self.buf, max)? {
                 return Ok(Some(frame));
             }
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(READ_CHUNK);
+            if !self.fill(io).await? {
+                return self.at_eof();
             }
-            if io.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(WireError::Truncated(self.buf.len()))
-                };
-            }
+        }
+    }
+
+    /// One read into the buffer, growing it when nearly full. `false` means EOF.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<bool, WireError> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        Ok(io.read_buf(&mut self.buf).await? != 0)
+    }
+
+    /// EOF is clean only between messages.
+    fn at_eof(&self) -> Result<Option<Frame>, WireError> {
+        if self.buf.is_empty() {
+            Ok(None)
+        } else {
+            Err(WireError::Truncated(self.buf.len()))
         }
     }
 
@@ -199,15 +209,8 @@ impl FrameReader {
         if let Some(frame) = decode_frame(&mut self.buf, max)? {
             return Ok(Some(frame));
         }
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        if io.read_buf(&mut self.buf).await? == 0 {
-            return if self.buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(WireError::Truncated(self.buf.len()))
-            };
+        if !self.fill(io).await? {
+            return self.at_eof();
         }
         if let Some(frame) = decode_frame(&mut self.buf, max)? {
             return Ok(Some(frame));
