@@ -375,40 +375,53 @@ pub fn listen_overflows() -> Res<u64> {
         .parse()?)
 }
 
-/// Established (or connecting) TCP sockets whose remote port is `port`; only those
-/// owned by `pid` when given (read from its fd table, which is slow with 10k fds).
-pub fn sockets_to_port(port: u16, pid: Option<u32>) -> Res<usize> {
-    let inodes: Option<HashSet<String>> = match pid {
-        None => None,
-        Some(pid) => Some(
-            fs::read_dir(format!("/proc/{pid}/fd"))?
-                .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy();
-                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-                })
-                .collect(),
-        ),
+/// The inodes of a process's sockets, from its fd table (slow with 10k fds).
+fn socket_inodes(pid: u32) -> Res<HashSet<String>> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect())
+}
+
+/// A `/proc/net/tcp` address (`0100007F:6989`) is `target`; IPv6 tables match the port only.
+fn is_address(field: &str, target: SocketAddr) -> bool {
+    let Some((ip, port)) = field.split_once(':') else {
+        return false;
+    };
+    if u16::from_str_radix(port, 16).ok() != Some(target.port()) {
+        return false;
+    }
+    match target.ip() {
+        // Printed as a host-order (little-endian) u32 of the network-order bytes.
+        std::net::IpAddr::V4(v4) if ip.len() == 8 => {
+            u32::from_str_radix(ip, 16).is_ok_and(|n| n.to_le_bytes() == v4.octets())
+        }
+        _ => true,
+    }
+}
+
+/// Established (or connecting) TCP sockets whose remote end is `target`; only those
+/// owned by `pid` when given.
+pub fn sockets_to(target: SocketAddr, pid: Option<u32>) -> Res<usize> {
+    let inodes = pid.map(socket_inodes).transpose()?;
+    let table = if target.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
     };
     let mut count = 0;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else {
+    for line in fs::read_to_string(table)?.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
             continue;
         };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let remote_port = remote
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            let live = *state == "01" || *state == "02";
-            let owned = inodes.as_ref().is_none_or(|set| set.contains(*inode));
-            if remote_port == Some(port) && live && owned {
-                count += 1;
-            }
+        let live = *state == "01" || *state == "02";
+        let owned = inodes.as_ref().is_none_or(|set| set.contains(*inode));
+        if live && owned && is_address(remote, target) {
+            count += 1;
         }
     }
     Ok(count)

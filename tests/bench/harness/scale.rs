@@ -75,9 +75,9 @@ pub struct StormResult {
     pub pool_samples: u64,
     /// `mongoplex_pool_connections_created_total` during the storm.
     pub upstream_connections_created: u64,
-    /// Highest sampled count of TCP sockets to the upstream port (pool and monitors).
+    /// Highest sampled count of the proxy's TCP sockets to the upstream (pool and monitors).
     pub peak_upstream_tcp_sockets: usize,
-    /// The same count just before the storm (monitors only).
+    /// The same count just before the storm (the monitors' sockets).
     pub upstream_tcp_sockets_before: usize,
     pub peak_rss_bytes: u64,
 }
@@ -167,7 +167,7 @@ pub async fn idle(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path) 
         peak_rss_bytes: procs::status_bytes(pid, "VmHWM")?,
         proxy_clients: status["clients"].as_u64(),
         upstream_pool_connections: procs::pool_total(&status),
-        upstream_tcp_sockets: procs::sockets_to_port(upstream.port(), Some(pid))?,
+        upstream_tcp_sockets: procs::sockets_to(upstream, Some(pid))?,
     };
     drop(streams);
     eprintln!(
@@ -209,24 +209,37 @@ async fn storm_client(source: Ipv4Addr, target: SocketAddr, id: i64) -> io::Resu
 }
 
 /// Samples the pool gauge (admin /metrics) and the TCP table until `stop` is set.
+///
+/// Counting the proxy's own sockets means reading its fd table (one readlink per client
+/// connection), so it is done only when the cheap count of all sockets to the upstream
+/// is above the proxy's highest count so far (the proxy's count cannot be higher
+/// otherwise), and at most every 100 ms.
 async fn sample_upstream(
     proxy_admin: SocketAddr,
-    port: u16,
+    proxy_pid: u32,
+    upstream: SocketAddr,
     stop: Arc<AtomicBool>,
     peak_pool: Arc<AtomicU64>,
 ) -> Res<(u64, usize)> {
-    let (mut samples, mut peak_sockets) = (0u64, 0usize);
+    let (mut samples, mut peak_owned) = (0u64, 0usize);
+    let mut last_scan: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Ok((200, text)) = procs::http_get(proxy_admin, "/metrics").await {
             let pool = procs::count(procs::metric_sum(&text, "mongoplex_pool_connections"));
             peak_pool.fetch_max(pool, Ordering::Relaxed);
             samples += 1;
         }
-        let sockets = tokio::task::spawn_blocking(move || procs::sockets_to_port(port, None)).await??;
-        peak_sockets = peak_sockets.max(sockets);
+        let any = tokio::task::spawn_blocking(move || procs::sockets_to(upstream, None)).await??;
+        let due = last_scan.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if any > peak_owned && due {
+            last_scan = Some(Instant::now());
+            let owned =
+                tokio::task::spawn_blocking(move || procs::sockets_to(upstream, Some(proxy_pid))).await??;
+            peak_owned = peak_owned.max(owned);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((samples, peak_sockets))
+    Ok((samples, peak_owned))
 }
 
 pub async fn storm(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path) -> Res<StormResult> {
@@ -244,7 +257,7 @@ pub async fn storm(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path)
     tokio::time::sleep(Duration::from_millis(300)).await;
     let created = |text: &str| procs::metric_sum(text, "mongoplex_pool_connections_created_total");
     let created_before = created(&proxy.metrics().await?);
-    let sockets_before = procs::sockets_to_port(upstream.port(), None)?;
+    let sockets_before = procs::sockets_to(upstream, Some(proxy.pid()))?;
 
     let (go_tx, go_rx) = watch::channel(false);
     let (release_tx, release_rx) = watch::channel(false);
@@ -272,7 +285,8 @@ pub async fn storm(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path)
     let peak_pool = Arc::new(AtomicU64::new(0));
     let sampler = tokio::spawn(sample_upstream(
         proxy.admin,
-        upstream.port(),
+        proxy.pid(),
+        upstream,
         stop.clone(),
         peak_pool.clone(),
     ));
@@ -301,6 +315,14 @@ pub async fn storm(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path)
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     let (pool_samples, peak_sockets) = sampler.await??;
+    // A storm shorter than one sampling round (a slow /metrics) can slip between samples;
+    // the pool it leaves behind is a lower bound for its peak.
+    let pool_after = procs::count(procs::metric_sum(
+        &proxy.metrics().await?,
+        "mongoplex_pool_connections",
+    ));
+    peak_pool.fetch_max(pool_after, Ordering::Relaxed);
+    let peak_sockets = peak_sockets.max(procs::sockets_to(upstream, Some(proxy.pid()))?);
     release_tx.send(true)?;
     for h in handles {
         h.await?;
