@@ -11,7 +11,7 @@
 
 use crate::command::CommandName;
 use crate::errors::{RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-use crate::topology::state_change;
+use crate::sdam::{classify_error, StateChangeError};
 
 pub const UNKNOWN_TRANSACTION_COMMIT_RESULT: &str = "UnknownTransactionCommitResult";
 
@@ -95,7 +95,9 @@ pub fn decide(f: &Facts, failure: Failure, attempt: u32) -> Option<Reason> {
     match failure {
         Failure::NotSent { retryable } => retryable.then_some(Reason::NotSent),
         Failure::Network => f.idempotent().then_some(Reason::Network),
-        Failure::Reply { code: Some(c), .. } if state_change::NOT_WRITABLE_PRIMARY.contains(&c) => {
+        Failure::Reply { code: Some(c), .. }
+            if classify_error(Some(c), "") == Some(StateChangeError::NotWritablePrimary) =>
+        {
             Some(Reason::NotWritablePrimary)
         }
         Failure::Reply {
@@ -127,7 +129,7 @@ pub fn proxy_error_labels(f: &Facts, failure: Failure) -> Vec<&'static str> {
 /// A server error reply inside a transaction that reports an election must reach the
 /// driver with TransientTransactionError, so it retries the whole transaction.
 pub fn needs_transient_label(f: &Facts, code: Option<i32>) -> bool {
-    f.in_transaction && !f.txn_end() && code.is_some_and(state_change::is_state_change)
+    f.in_transaction && !f.txn_end() && code.is_some_and(|c| classify_error(Some(c), "").is_some())
 }
 
 /// Reads the retryable-reads spec allows to retry.

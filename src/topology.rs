@@ -6,7 +6,6 @@ mod failover;
 mod monitor;
 mod select;
 mod snapshot;
-pub mod state_change;
 
 pub use select::{SelectError, Selected};
 pub use snapshot::{ServerInfo, ServerKind, Snapshot};
@@ -219,7 +218,10 @@ impl Topology {
         let Some(err) = CommandError::from_reply(&doc) else {
             return;
         };
-        if let Some(code) = err.code.filter(|c| state_change::is_state_change(*c)) {
+        if let Some(code) = err
+            .code
+            .filter(|c| crate::sdam::classify_error(Some(*c), "").is_some())
+        {
             // Drivers that see this error mark mongoplex Unknown and wait for its
             // awaitable hello to report a change: give them one at once.
             self.bump_version();
