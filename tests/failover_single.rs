@@ -7,19 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::failpoint::fail_once;
 use common::peers::Secantus;
 use common::proxy::TestProxy;
 use mongodb::bson::{doc, Document};
 use mongodb::error::ErrorKind;
 use mongodb::Client;
-
-async fn fail_point(direct: &Client, data: Document) {
-    direct
-        .database("admin")
-        .run_command(doc! { "configureFailPoint": "failCommand", "mode": { "times": 1 }, "data": data })
-        .await
-        .unwrap();
-}
 
 async fn setup() -> (Secantus, Client, TestProxy) {
     let upstream = Secantus::start();
@@ -35,7 +28,7 @@ async fn not_writable_primary_is_retried_once_and_the_write_lands_once() {
         .await
         .unwrap();
     let coll = client.database("fo").collection::<Document>("c");
-    fail_point(&direct, doc! { "failCommands": ["insert"], "errorCode": 10107 }).await;
+    fail_once(&direct, doc! { "failCommands": ["insert"], "errorCode": 10107 }).await;
     // retryWrites=false: the driver itself would not retry; the proxy does, because
     // 10107 proves nothing ran.
     coll.insert_one(doc! { "_id": 1 })
@@ -63,7 +56,7 @@ async fn interrupted_read_is_retried() {
         .unwrap();
     let coll = client.database("fo").collection::<Document>("c");
     coll.insert_one(doc! { "_id": 1 }).await.unwrap();
-    fail_point(&direct, doc! { "failCommands": ["find"], "errorCode": 11602 }).await;
+    fail_once(&direct, doc! { "failCommands": ["find"], "errorCode": 11602 }).await;
     let got = coll
         .find_one(doc! { "_id": 1 })
         .await
@@ -82,7 +75,7 @@ async fn retryable_write_survives_a_dropped_connection() {
         .await
         .unwrap();
     let coll = client.database("fo").collection::<Document>("c");
-    fail_point(
+    fail_once(
         &direct,
         doc! { "failCommands": ["insert"], "closeConnection": true },
     )
@@ -110,7 +103,7 @@ async fn non_retryable_write_error_passes_through_without_a_retry() {
         .await
         .unwrap();
     let coll = client.database("fo").collection::<Document>("c");
-    fail_point(
+    fail_once(
         &direct,
         doc! { "failCommands": ["insert"], "closeConnection": true },
     )

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::failpoint::fail_once;
 use common::peers::Secantus;
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
@@ -174,15 +175,11 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     let client = Client::with_uri_str(&uri).await.unwrap();
     let coll = client.database("life").collection::<Document>("c");
     coll.insert_one(doc! { "_id": 1 }).await.unwrap();
-    direct
-        .database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 1 },
-            "data": { "failCommands": ["find"], "blockConnection": true, "blockTimeMS": 1500 },
-        })
-        .await
-        .unwrap();
+    fail_once(
+        &direct,
+        doc! { "failCommands": ["find"], "blockConnection": true, "blockTimeMS": 1500 },
+    )
+    .await;
     let in_flight = tokio::spawn(async move { coll.find_one(doc! { "_id": 1 }).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     let t = Instant::now();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::failpoint::fail_once;
 use common::peers::Secantus;
 use common::proxy::TestProxy;
 use mongodb::bson::{doc, Document};
@@ -142,15 +143,11 @@ async fn wait_queue_timeout_gives_an_error_document_and_the_holder_succeeds() {
     coll(&first).insert_one(doc! { "_id": 1 }).await.unwrap();
 
     // Every find blocks its connection for 1.5 s: the single pooled connection is held.
-    direct
-        .database("admin")
-        .run_command(doc! {
-            "configureFailPoint": "failCommand",
-            "mode": { "times": 1 },
-            "data": { "failCommands": ["find"], "blockConnection": true, "blockTimeMS": 1500 },
-        })
-        .await
-        .unwrap();
+    fail_once(
+        &direct,
+        doc! { "failCommands": ["find"], "blockConnection": true, "blockTimeMS": 1500 },
+    )
+    .await;
     let holder = {
         let c = coll(&first);
         tokio::spawn(async move { c.find_one(doc! { "_id": 1 }).await })
