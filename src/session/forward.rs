@@ -44,7 +44,9 @@ impl Session {
         loop {
             let (failure, result) = match self.attempt(plan, &target, &mut frame, &mut avoid).await {
                 Attempt::NoReply => return (None, Outcome::Ok),
-                Attempt::Reply(reply, None) => return (Some(finish(reply, request_id, plan)), Outcome::Ok),
+                Attempt::Reply(reply, None) => {
+                    return (Some(finish(reply, request_id, plan, None)), Outcome::Ok)
+                }
                 Attempt::Reply(reply, Some(failure)) => (failure, Ok(reply)),
                 Attempt::Failed(failure, err) => (failure, Err(err)),
             };
@@ -71,7 +73,10 @@ impl Session {
                 self.ctx.pins.unpin_cursors(&plan.cursor_ids);
             }
             return match result {
-                Ok(reply) => (Some(finish(reply, request_id, plan)), Outcome::ServerError),
+                Ok(reply) => (
+                    Some(finish(reply, request_id, plan, Some(failure))),
+                    Outcome::ServerError,
+                ),
                 Err(mut err) => {
                     err.labels = retry::proxy_error_labels(&plan.facts, failure);
                     tracing::debug!(command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
@@ -266,27 +271,25 @@ impl Session {
 }
 
 /// Readies a reply for the client: its responseTo, a fresh checksum, and the
-/// TransientTransactionError label where an election hit a transaction.
-fn finish(mut reply: Frame, request_id: i32, plan: &Plan) -> Frame {
-    if let Some(labelled) = with_transient_label(&reply, plan) {
-        reply = labelled;
+/// TransientTransactionError label where an election hit a transaction. `failure` is the
+/// reply's classification from `after_reply`, so successful replies are not parsed again.
+fn finish(mut reply: Frame, request_id: i32, plan: &Plan, failure: Option<Failure>) -> Frame {
+    if let Some(Failure::Reply { code, .. }) = failure {
+        if retry::needs_transient_label(&plan.facts, code) {
+            if let Some(labelled) = with_transient_label(&reply) {
+                reply = labelled;
+            }
+        }
     }
     reply.set_response_to(request_id);
     refresh_checksum(&mut reply);
     reply
 }
 
-fn with_transient_label(reply: &Frame, plan: &Plan) -> Option<Frame> {
+/// The reply with TransientTransactionError added, unless it already carries it.
+fn with_transient_label(reply: &Frame) -> Option<Frame> {
     let msg = OpMsg::parse(reply).ok()?;
-    let info = ReplyInfo::parse(msg.body);
-    let code = if info.ok {
-        info.write_concern_code
-    } else {
-        info.code
-    };
-    if !retry::needs_transient_label(&plan.facts, code)
-        || ReplyInfo::has_label(msg.body, TRANSIENT_TRANSACTION_ERROR)
-    {
+    if ReplyInfo::has_label(msg.body, TRANSIENT_TRANSACTION_ERROR) {
         return None;
     }
     let doc = add_label(msg.body, TRANSIENT_TRANSACTION_ERROR)?;
