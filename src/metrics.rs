@@ -417,11 +417,6 @@ impl Metrics {
             closed: self.pool_closed.clone(),
         }
     }
-
-    /// Per-pool metrics backed by a private registry, for tests and tools.
-    pub fn detached_pool(member: &str) -> PoolMetrics {
-        Metrics::new(&Registry::new(), 1).pool(member)
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -42,14 +42,6 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// True when the failure happened before the server could have seen a request.
-    pub fn before_send(&self) -> bool {
-        matches!(
-            self,
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. }
-        )
-    }
-
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::ConnectTimeout { .. } | Self::Timeout { .. })
     }
