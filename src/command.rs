@@ -38,33 +38,36 @@ impl<'a> Command<'a> {
     /// the server will reject them itself with its own error.
     pub fn parse(body: &'a RawDocument) -> Self {
         let mut cmd = Command::default();
-        for (i, el) in body.iter().enumerate() {
-            let Ok((key, value)) = el else { break };
-            let key = key.as_str();
+        // Elements are walked without converting their values; only the few keys below
+        // are decoded (most of a command's fields are never looked at).
+        for (i, el) in body.iter_elements().enumerate() {
+            let Ok(el) = el else { break };
+            let key = el.key().as_str();
             if i == 0 {
                 cmd.name = key;
                 cmd.known = CommandName::from_name(key);
                 if cmd.known == CommandName::GetMore {
-                    cmd.get_more_cursor = as_i64(value);
+                    cmd.get_more_cursor = el.value().ok().and_then(as_i64);
                 }
                 continue;
             }
+            let value = || el.value().ok();
             match key {
-                "$db" => cmd.db = value.as_str(),
-                "lsid" => cmd.lsid = value.as_document().map(|d| d.as_bytes()),
-                "txnNumber" => cmd.txn_number = as_i64(value),
-                "startTransaction" => cmd.start_transaction = value.as_bool() == Some(true),
-                "autocommit" => cmd.in_transaction = value.as_bool() == Some(false),
-                "$readPreference" => cmd.read_preference = value.as_document(),
+                "$db" => cmd.db = value().and_then(|v| v.as_str()),
+                "lsid" => cmd.lsid = value().and_then(|v| v.as_document()).map(|d| d.as_bytes()),
+                "txnNumber" => cmd.txn_number = value().and_then(as_i64),
+                "startTransaction" => cmd.start_transaction = value().and_then(|v| v.as_bool()) == Some(true),
+                "autocommit" => cmd.in_transaction = value().and_then(|v| v.as_bool()) == Some(false),
+                "$readPreference" => cmd.read_preference = value().and_then(|v| v.as_document()),
                 "writeConcern" => {
-                    cmd.unacknowledged = value
-                        .as_document()
+                    cmd.unacknowledged = value()
+                        .and_then(|v| v.as_document())
                         .and_then(|wc| wc.get("w").ok().flatten())
                         .and_then(as_i64)
                         == Some(0)
                 }
-                "topologyVersion" => cmd.await_topology_version = value.as_document(),
-                "maxAwaitTimeMS" => cmd.max_await_time_ms = as_i64(value),
+                "topologyVersion" => cmd.await_topology_version = value().and_then(|v| v.as_document()),
+                "maxAwaitTimeMS" => cmd.max_await_time_ms = value().and_then(as_i64),
                 _ => {}
             }
         }

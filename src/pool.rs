@@ -151,7 +151,7 @@ impl Pool {
             let (grant, discard) = {
                 let mut st = self.inner.lock();
                 self.inner.usable(&st)?;
-                let discard = st.take_perished(&self.inner.opts, Instant::now());
+                let discard = st.pop_perished(&self.inner.opts, started);
                 let grant = st.try_grant(&self.inner.opts);
                 self.inner.publish(&st);
                 (grant, discard)

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::command::Command;
 use crate::context::Context;
@@ -59,6 +58,10 @@ pub struct Session {
     /// A frame read while waiting on something else (e.g. during an awaitable hello).
     pending: Option<Frame>,
     cancel: CancellationToken,
+    /// This client's span (peer, id, app). Events name it as their parent explicitly
+    /// instead of the session future entering it on every poll, which cost about 3 % of
+    /// the instructions of a proxied ping.
+    span: tracing::Span,
 }
 
 /// Serves one client until it disconnects or shutdown begins between requests.
@@ -79,8 +82,9 @@ pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: Ca
         app_requests,
         pending: None,
         cancel,
+        span,
     };
-    session.run().instrument(span).await;
+    session.run().await;
 }
 
 impl Session {
@@ -114,10 +118,10 @@ impl Session {
                     .with_label_values(&[kind])
                     .inc();
             }
-            End::Io => tracing::debug!("client connection failed"),
+            End::Io => tracing::debug!(parent: &self.span, "client connection failed"),
             _ => {}
         }
-        tracing::debug!(reason = end.reason(), "client disconnected");
+        tracing::debug!(parent: &self.span, reason = end.reason(), "client disconnected");
         self.ctx
             .metrics
             .client_closed
@@ -169,7 +173,7 @@ impl Session {
     }
 
     fn protocol_error(&self, e: &WireError) -> End {
-        tracing::warn!(error = %e, "closing client: bad message");
+        tracing::warn!(parent: &self.span, error = %e, "closing client: bad message");
         End::Protocol(e.kind())
     }
 
@@ -205,7 +209,7 @@ impl Session {
                         .client_protocol_errors
                         .with_label_values(&[e.kind()])
                         .inc();
-                    tracing::warn!(error = %e, "rejecting malformed OP_MSG");
+                    tracing::warn!(parent: &self.span, error = %e, "rejecting malformed OP_MSG");
                     let err = ProxyError::new(ErrorCode::ProtocolError, e.to_string());
                     return self.reply_error(request_id, &err, compressor).await;
                 }

@@ -22,18 +22,20 @@ pub struct ReplyInfo<'a> {
 impl<'a> ReplyInfo<'a> {
     pub fn parse(body: &'a RawDocument) -> Self {
         let mut r = ReplyInfo::default();
-        for el in body.iter() {
-            let Ok((key, value)) = el else { break };
-            let key = key.as_str();
-            match key {
-                "ok" => r.ok = truthy(value),
-                "code" => r.code = as_i64(value).and_then(|c| i32::try_from(c).ok()),
-                "codeName" => r.code_name = value.as_str(),
-                "errmsg" => r.errmsg = value.as_str(),
+        // Only the keys below have their values decoded; a reply's payload (documents,
+        // $clusterTime, operationTime) is skipped over.
+        for el in body.iter_elements() {
+            let Ok(el) = el else { break };
+            let value = || el.value().ok();
+            match el.key().as_str() {
+                "ok" => r.ok = value().is_some_and(truthy),
+                "code" => r.code = value().and_then(as_i64).and_then(|c| i32::try_from(c).ok()),
+                "codeName" => r.code_name = value().and_then(|v| v.as_str()),
+                "errmsg" => r.errmsg = value().and_then(|v| v.as_str()),
                 "errorLabels" => r.has_labels = true,
-                "topologyVersion" => r.topology_version = value.as_document(),
+                "topologyVersion" => r.topology_version = value().and_then(|v| v.as_document()),
                 "writeConcernError" => {
-                    if let Some(wce) = value.as_document() {
+                    if let Some(wce) = value().and_then(|v| v.as_document()) {
                         r.write_concern_code = wce
                             .get("code")
                             .ok()
@@ -44,8 +46,8 @@ impl<'a> ReplyInfo<'a> {
                     }
                 }
                 "cursor" => {
-                    r.cursor_id = value
-                        .as_document()
+                    r.cursor_id = value()
+                        .and_then(|v| v.as_document())
                         .and_then(|c| c.get("id").ok().flatten())
                         .and_then(as_i64);
                 }

@@ -96,20 +96,24 @@ impl State {
     /// generation, or visibly dead. The caller closes them outside the lock.
     pub fn take_perished(&mut self, opts: &PoolOptions, now: Instant) -> Vec<UpstreamConn> {
         let generation = self.generation;
-        let perished = |c: &UpstreamConn| {
-            c.generation != generation
-                || opts
-                    .max_idle_time
-                    .is_some_and(|t| now.duration_since(c.last_used) >= t)
-                || opts
-                    .max_lifetime
-                    .is_some_and(|t| now.duration_since(c.created) >= t)
-        };
-        if !self.idle.iter().any(perished) {
+        let dead = |c: &UpstreamConn| perished(c, generation, opts, now);
+        if !self.idle.iter().any(dead) {
             return Vec::new();
         }
-        let (dead, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.idle).into_iter().partition(perished);
+        let (dead, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.idle).into_iter().partition(dead);
         self.idle = keep;
+        self.total -= dead.len();
+        dead
+    }
+
+    /// Pops perished connections off the top of the idle stack, the end a checkout takes
+    /// from, so the connection it is granted is fresh. Only the top is examined (O(1) in
+    /// the common case); older parked connections are left to maintenance.
+    pub fn pop_perished(&mut self, opts: &PoolOptions, now: Instant) -> Vec<UpstreamConn> {
+        let mut dead = Vec::new();
+        while let Some(conn) = self.idle.pop_if(|c| perished(c, self.generation, opts, now)) {
+            dead.push(conn);
+        }
         self.total -= dead.len();
         dead
     }
@@ -125,4 +129,16 @@ impl State {
             ready: self.ready,
         }
     }
+}
+
+/// CMAP's "perished": of an older generation, idle longer than maxIdleTimeMS, or older
+/// than the configured lifetime.
+fn perished(c: &UpstreamConn, generation: u32, opts: &PoolOptions, now: Instant) -> bool {
+    c.generation != generation
+        || opts
+            .max_idle_time
+            .is_some_and(|t| now.duration_since(c.last_used) >= t)
+        || opts
+            .max_lifetime
+            .is_some_and(|t| now.duration_since(c.created) >= t)
 }

@@ -57,6 +57,7 @@ impl Session {
                     .with_label_values(&[reason.as_str()])
                     .inc();
                 tracing::info!(
+                    parent: &self.span,
                     command = plan.name.as_str(),
                     reason = reason.as_str(),
                     "retrying on a newly selected member"
@@ -79,7 +80,7 @@ impl Session {
                 ),
                 Err(mut err) => {
                     err.labels = retry::proxy_error_labels(&plan.facts, failure);
-                    tracing::debug!(command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
+                    tracing::debug!(parent: &self.span, command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
                     if plan.more_to_come {
                         return (None, Outcome::ProxyError);
                     }
@@ -257,7 +258,7 @@ impl Session {
     }
 
     fn network_error(&self, address: &ServerAddress, generation: u32, e: &UpstreamError) -> ProxyError {
-        tracing::warn!(member = %address, error = %e, "upstream request failed");
+        tracing::warn!(parent: &self.span, member = %address, error = %e, "upstream request failed");
         self.ctx
             .topology
             .on_network_error(address, generation, false, e.is_timeout());

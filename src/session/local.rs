@@ -51,8 +51,8 @@ impl Session {
         m.client_handshakes
             .with_label_values(&[&self.app, &self.driver])
             .inc();
-        tracing::Span::current().record("app", &*self.app);
-        tracing::debug!(app = ?meta.app_name, driver = ?meta.driver_name, version = ?meta.driver_version, "client handshake");
+        self.span.record("app", &*self.app);
+        tracing::debug!(parent: &self.span, app = ?meta.app_name, driver = ?meta.driver_name, version = ?meta.driver_version, "client handshake");
         self.meta = Some(meta);
     }
 
@@ -172,6 +172,7 @@ impl Session {
                 .with_label_values(&["op_query"])
                 .inc();
             tracing::warn!(
+                parent: &self.span,
                 namespace = q.full_collection_name,
                 command = name,
                 "rejecting OP_QUERY"

@@ -78,6 +78,13 @@ impl Topology {
         mut avoid: Option<ServerAddress>,
     ) -> Result<Selected, SelectError> {
         let sc = self.criteria(criteria)?;
+        if avoid.is_none() {
+            // The common case: a suitable member is known. No clock, no subscription.
+            let snap = self.snapshot();
+            if let Ok(Some(sel)) = self.pick(&snap.desc, &sc) {
+                return Ok(sel);
+            }
+        }
         let primary_bound = match &sc {
             SelectionCriteria::Write => true,
             SelectionCriteria::Read(rp) => rp.mode == ReadMode::Primary,
