@@ -51,6 +51,7 @@ pub async fn run(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path) -
             format!("--callgrind-out-file={}/callgrind.out.%p", dir.display()),
         ],
         ready_timeout: Duration::from_secs(180),
+        unix_socket: None,
     };
     let mut proxy = ProxyProc::spawn(spec, dir, "mongoplex-callgrind").await?;
     // valgrind runs the tool in the process it was started as, so this is the proxy.

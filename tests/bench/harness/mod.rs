@@ -85,6 +85,10 @@ pub struct Options {
     /// Measured requests per callgrind workload (sequential, one connection).
     #[arg(long, default_value_t = 2_000)]
     pub callgrind_requests: u64,
+    /// How the throughput section's proxied clients reach the proxy: `tcp` (loopback, like
+    /// the direct runs) or `unix` (a unix socket, the cheaper leg a sidecar can offer).
+    #[arg(long, value_parser = ["tcp", "unix"], default_value = "tcp")]
+    pub client_socket: String,
     /// Everything: throughput, --scale and --callgrind.
     #[arg(long)]
     pub all: bool,
@@ -158,6 +162,8 @@ pub struct RunStats {
     pub max_us: f64,
     /// The proxy's user+sys CPU during the run divided by operations (proxied runs only).
     pub proxy_cpu_us_per_op: Option<f64>,
+    /// The user-time part of `proxy_cpu_us_per_op`; the rest is the kernel's.
+    pub proxy_cpu_user_us_per_op: Option<f64>,
 }
 
 /// Direct and proxied runs of one workload at one task count, back to back.
@@ -176,6 +182,8 @@ pub struct Results {
     pub options: String,
     pub upstream: String,
     pub proxy_bin: String,
+    /// How proxied throughput clients reached the proxy: `tcp` or `unix`.
+    pub client_socket: String,
     pub pairs: Vec<Pair>,
     pub summary: Vec<report::Summary>,
     /// VmHWM of the proxy that served the throughput runs.
@@ -227,6 +235,7 @@ async fn run_async(opts: &Options) -> Res<Results> {
         options: format!("{opts:?}"),
         upstream: upstream.addr.to_string(),
         proxy_bin: proxy_bin.display().to_string(),
+        client_socket: opts.client_socket.clone(),
         pairs: Vec::new(),
         summary: Vec::new(),
         proxy_peak_rss_bytes: None,
@@ -237,7 +246,16 @@ async fn run_async(opts: &Options) -> Res<Results> {
         targets: Vec::new(),
     };
     if opts.throughput() {
-        let proxy = start_proxy(&proxy_bin, upstream.addr, None, vec![], &dir, "mongoplex").await?;
+        let spec = ProxySpec {
+            bin: &proxy_bin,
+            upstream: upstream.addr,
+            max_pool_size: None,
+            env: Vec::new(),
+            wrapper: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
+            unix_socket: (opts.client_socket == "unix").then(|| dir.join("mongoplex.sock")),
+        };
+        let proxy = ProxyProc::spawn(spec, &dir, "mongoplex").await?;
         let clears = |text: &str| procs::count(procs::metric_sum(text, "mongoplex_pool_clears_total"));
         let clears_before = clears(&proxy.metrics().await?);
         results.pairs = throughput(opts, &direct_uri, &proxy).await?;
@@ -273,6 +291,7 @@ pub async fn start_proxy(
         env,
         wrapper: Vec::new(),
         ready_timeout: Duration::from_secs(30),
+        unix_socket: None,
     };
     ProxyProc::spawn(spec, dir, name).await
 }
@@ -366,11 +385,14 @@ async fn measure(
         )
         .into());
     }
-    let cpu = match (proxy, cpu_before, cpu_after) {
-        (Some((_, ticks)), Some(a), Some(b)) => {
-            Some(b.saturating_sub(a) as f64 * 1e6 / ticks as f64 / s.ops as f64)
+    let per_op = |ticks: u64, hz: u64| ticks as f64 * 1e6 / hz as f64 / s.ops as f64;
+    let (cpu, cpu_user) = match (proxy, cpu_before, cpu_after) {
+        (Some((_, hz)), Some(a), Some(b)) => {
+            let user = b.user.saturating_sub(a.user);
+            let sys = b.sys.saturating_sub(a.sys);
+            (Some(per_op(user + sys, hz)), Some(per_op(user, hz)))
         }
-        _ => None,
+        _ => (None, None),
     };
     Ok(RunStats {
         ops: s.ops,
@@ -383,5 +405,6 @@ async fn measure(
         p999_us: s.quantile_us(9990),
         max_us: s.quantile_us(10_000),
         proxy_cpu_us_per_op: cpu,
+        proxy_cpu_user_us_per_op: cpu_user,
     })
 }

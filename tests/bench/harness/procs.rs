@@ -173,6 +173,8 @@ pub struct ProxySpec<'a> {
     /// Run under this command line (e.g. valgrind and its flags), the proxy appended.
     pub wrapper: Vec<String>,
     pub ready_timeout: Duration,
+    /// Also listen on this unix socket; [`ProxyProc::uri`] then points clients at it.
+    pub unix_socket: Option<PathBuf>,
 }
 
 /// A running mongoplex, ready (admin `/ready` answered 200).
@@ -180,6 +182,7 @@ pub struct ProxyProc {
     proc: Proc,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    unix_socket: Option<PathBuf>,
 }
 
 impl ProxyProc {
@@ -204,6 +207,9 @@ impl ProxyProc {
         if let Some(n) = spec.max_pool_size {
             cmd.arg("--max-pool-size").arg(n.to_string());
         }
+        if let Some(path) = &spec.unix_socket {
+            cmd.arg("--unix-socket").arg(path);
+        }
         cmd.envs(spec.env.iter().map(|(k, v)| (*k, v)));
         let mut proc = Proc::spawn(name, cmd, dir.join(format!("{name}.log")))?;
         let deadline = Instant::now() + spec.ready_timeout;
@@ -222,7 +228,12 @@ impl ProxyProc {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { proc, addr, admin })
+        Ok(Self {
+            proc,
+            addr,
+            admin,
+            unix_socket: spec.unix_socket,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -233,9 +244,15 @@ impl ProxyProc {
         self.proc.check_alive()
     }
 
-    /// The driver connection string for clients of the proxy.
+    /// The driver connection string for clients of the proxy: its unix socket when it
+    /// has one, else its TCP listener.
     pub fn uri(&self) -> String {
-        format!("mongodb://{}/?appName=mongoplex-bench", self.addr)
+        let host = match &self.unix_socket {
+            // The driver takes a socket path as the host, with its slashes escaped.
+            Some(path) => path.display().to_string().replace('/', "%2F"),
+            None => self.addr.to_string(),
+        };
+        format!("mongodb://{host}/?appName=mongoplex-bench")
     }
 
     pub async fn metrics(&self) -> Res<String> {
@@ -329,15 +346,25 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// utime + stime of the whole process, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Res<u64> {
+/// CPU time of a whole process in clock ticks: user (utime) and kernel (stime).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTicks {
+    pub user: u64,
+    pub sys: u64,
+}
+
+/// utime and stime of the whole process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Res<CpuTicks> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces; fields after it are plain.
     let rest = stat.rsplit_once(')').ok_or("unreadable /proc/<pid>/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime and stime are fields 14 and 15.
     let field = |n: usize| -> Res<u64> { Ok(fields.get(n - 3).ok_or("short /proc/<pid>/stat")?.parse()?) };
-    Ok(field(14)? + field(15)?)
+    Ok(CpuTicks {
+        user: field(14)?,
+        sys: field(15)?,
+    })
 }
 
 /// A `kB` line of `/proc/<pid>/status`, e.g. `VmRSS` or `VmHWM`, in bytes.

@@ -32,6 +32,8 @@ pub struct Summary {
     pub direct_max_us: f64,
     pub proxied_max_us: f64,
     pub proxy_cpu_us_per_op: Option<f64>,
+    /// Its user-time part (the rest is kernel time, mostly the sockets).
+    pub proxy_cpu_user_us_per_op: Option<f64>,
     /// Failed operations over all rounds, both sides.
     pub errors: u64,
 }
@@ -78,6 +80,10 @@ pub fn summarize(pairs: &[Pair]) -> Vec<Summary> {
                 .map(|p| p.proxied.ops_per_sec / p.direct.ops_per_sec)
                 .collect();
             let cpu: Vec<f64> = ps.iter().filter_map(|p| p.proxied.proxy_cpu_us_per_op).collect();
+            let user: Vec<f64> = ps
+                .iter()
+                .filter_map(|p| p.proxied.proxy_cpu_user_us_per_op)
+                .collect();
             Summary {
                 workload,
                 tasks,
@@ -99,6 +105,7 @@ pub fn summarize(pairs: &[Pair]) -> Vec<Summary> {
                 direct_max_us: m(&|p| p.direct.max_us),
                 proxied_max_us: m(&|p| p.proxied.max_us),
                 proxy_cpu_us_per_op: (!cpu.is_empty()).then(|| median(cpu)),
+                proxy_cpu_user_us_per_op: (!user.is_empty()).then(|| median(user)),
                 errors: ps.iter().map(|p| p.direct.errors + p.proxied.errors).sum(),
             }
         })
@@ -219,6 +226,16 @@ pub fn markdown(r: &Results) -> String {
         r.upstream, r.proxy_bin
     );
     if !r.summary.is_empty() {
+        let leg = match r.client_socket.as_str() {
+            "unix" => "a unix socket (`--client-socket unix`)",
+            _ => "loopback TCP, as the direct runs do",
+        };
+        let _ = writeln!(
+            o,
+            "Proxied clients reach the proxy over {leg}; the proxy reaches the upstream over loopback TCP.\n"
+        );
+    }
+    if !r.summary.is_empty() {
         throughput_table(&mut o, r);
     }
     if let Some(i) = &r.idle {
@@ -329,7 +346,7 @@ fn throughput_table(o: &mut String, r: &Results) {
         o,
         "### Throughput and latency ({rounds} rounds, direct and proxied alternated)\n"
     );
-    let _ = writeln!(o, "| workload | tasks | direct ops/s | proxied ops/s | ratio | ratio range | p50 µs direct / proxied / added | p99 µs direct / proxied / added | p99.9 µs direct / proxied / added | max ms direct / proxied | proxy CPU µs/req | errors |");
+    let _ = writeln!(o, "| workload | tasks | direct ops/s | proxied ops/s | ratio | ratio range | p50 µs direct / proxied / added | p99 µs direct / proxied / added | p99.9 µs direct / proxied / added | max ms direct / proxied | proxy CPU µs/req (user part) | errors |");
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &r.summary {
         let _ = writeln!(
@@ -353,7 +370,10 @@ fn throughput_table(o: &mut String, r: &Results) {
             s.added_p999_us,
             s.direct_max_us / 1000.0,
             s.proxied_max_us / 1000.0,
-            s.proxy_cpu_us_per_op.map_or("–".into(), |c| format!("{c:.1}")),
+            s.proxy_cpu_us_per_op.map_or("–".into(), |c| match s.proxy_cpu_user_us_per_op {
+                Some(u) => format!("{c:.1} ({u:.1})"),
+                None => format!("{c:.1}"),
+            }),
             s.errors
         );
     }
