@@ -148,16 +148,11 @@ impl Session {
         }
         let max = self.max_message();
         let deadline = self.ctx.config.client_read_timeout;
-        let read = async {
-            if self.reader.is_idle() {
-                // Idle clients keep no buffer: wait for bytes before allocating one.
-                self.reader.release();
-                self.io.readable().await?;
-            }
-            // Once a message has begun, a stalled sender must not hold its buffer forever;
-            // the timer is armed only if the message did not arrive in one read.
-            self.reader.next_within(&mut self.io, max, deadline).await
-        };
+        // The reader holds no buffer between messages (the first read of one goes to the
+        // stack), so a parked client costs only its socket and this session. Once a
+        // message has begun, a stalled sender must not hold its buffer forever; the timer
+        // is armed only if the message did not arrive in one read.
+        let read = self.reader.next_within(&mut self.io, max, deadline);
         let result = tokio::select! {
             biased;
             _ = cancelled => return Err(End::Shutdown),

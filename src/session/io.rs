@@ -1,5 +1,4 @@
-//! Client transports. Readiness is awaited before a read buffer is allocated, so an idle
-//! client holds no buffer. TLS becomes another variant here.
+//! Client transports. TLS becomes another variant here.
 
 use std::io;
 use std::pin::Pin;

@@ -1,8 +1,11 @@
 //! Framing: splitting a byte stream into whole messages, with the length checked before
 //! any allocation.
 
+use std::pin::Pin;
+use std::task::{ready, Poll};
+
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{read_i32, Header, OpCode, WireError, HEADER_LEN};
@@ -108,9 +111,14 @@ pub fn decode_frame(src: &mut BytesMut, max: usize) -> Result<Option<Frame>, Wir
         src.advance(len_usize);
         return Err(WireError::UnknownOpCode(op));
     }
-    Ok(Some(Frame {
-        buf: src.split_to(len_usize),
-    }))
+    // A buffer holding exactly one message becomes the frame as it is: splitting it would
+    // turn it into a shared buffer, which costs an allocation.
+    let buf = if src.len() == len_usize {
+        std::mem::take(src)
+    } else {
+        src.split_to(len_usize)
+    };
+    Ok(Some(Frame { buf }))
 }
 
 /// A tokio-util codec over [`decode_frame`]; encoding writes the frame's bytes.
@@ -137,11 +145,16 @@ impl Encoder<&Frame> for FrameCodec {
     }
 }
 
-/// Initial read buffer size: large enough for typical commands in one read.
+/// Growth step when a message spans reads and its length is not yet known.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Reads frames from a stream with a buffer that can be released while the peer is idle,
-/// so an idle client costs no buffer memory.
+/// The first read of a message goes to the stack, this much at most. Then the buffer is
+/// allocated at the size the header announces, so a small command costs one small
+/// allocation and a large one no regrowth.
+const FIRST_READ: usize = 1024;
+
+/// Reads frames from a stream. Between messages it holds no buffer (a frame that fills
+/// the buffer takes it), so an idle peer costs no buffer memory.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: BytesMut,
@@ -174,18 +187,46 @@ impl FrameReader {
             if let Some(frame) = decode_frame(&mut self.buf, max)? {
                 return Ok(Some(frame));
             }
-            if !self.fill(io).await? {
+            if !self.fill(io, max).await? {
                 return self.at_eof();
             }
         }
     }
 
-    /// One read into the buffer, growing it when nearly full. `false` means EOF.
-    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<bool, WireError> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
+    /// One read into the buffer. `false` means EOF.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, max: usize) -> Result<bool, WireError> {
+        if self.buf.is_empty() && self.buf.capacity() < FIRST_READ {
+            return Ok(std::future::poll_fn(|cx| self.poll_first_read(io, max, cx)).await?);
+        }
+        if self.buf.capacity() == self.buf.len() {
             self.buf.reserve(READ_CHUNK);
         }
         Ok(io.read_buf(&mut self.buf).await? != 0)
+    }
+
+    /// Reads the start of a message onto the stack, then allocates what its header
+    /// announces (when that is a valid length) and keeps the bytes.
+    fn poll_first_read<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        max: usize,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<bool>> {
+        let mut stack = [0u8; FIRST_READ];
+        let mut rb = ReadBuf::new(&mut stack);
+        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+        let got = rb.filled();
+        if got.is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        let announced = read_i32(got, 0)
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| l <= max)
+            .unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(announced.max(got.len()));
+        buf.extend_from_slice(got);
+        self.buf = buf;
+        Poll::Ready(Ok(true))
     }
 
     /// EOF is clean only between messages.
@@ -209,7 +250,7 @@ impl FrameReader {
         if let Some(frame) = decode_frame(&mut self.buf, max)? {
             return Ok(Some(frame));
         }
-        if !self.fill(io).await? {
+        if !self.fill(io, max).await? {
             return self.at_eof();
         }
         if let Some(frame) = decode_frame(&mut self.buf, max)? {
@@ -277,6 +318,52 @@ mod tests {
             Err(WireError::UnknownOpCode(9999))
         ));
         assert!(b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reader_allocates_what_the_header_announces_and_keeps_nothing_after() {
+        // Larger than the stack read: the rest lands in a buffer sized from the header.
+        let big = msg(5000, 2013);
+        let mut two = big.to_vec();
+        two.extend_from_slice(&msg(20, 2013));
+        let mut io: &[u8] = &two;
+        let mut r = FrameReader::new();
+        let f = r.next(&mut io, 10_000).await.unwrap().unwrap();
+        assert_eq!(f.len(), 5000);
+        assert_eq!(f.as_bytes(), &big[..]);
+        let f = r.next(&mut io, 10_000).await.unwrap().unwrap();
+        assert_eq!(f.len(), 20);
+        // The last frame took the whole buffer: an idle reader holds no allocation.
+        assert!(r.is_idle());
+        assert_eq!(r.buf.capacity(), 0);
+        assert!(r.next(&mut io, 10_000).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn reader_handles_a_header_split_across_reads_and_rejects_oversize() {
+        let (mut tx, mut rx) = tokio::io::duplex(64);
+        let whole = msg(40, 2013);
+        let mut r = FrameReader::new();
+        use tokio::io::AsyncWriteExt;
+        tx.write_all(&whole[..2]).await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            tx.write_all(&whole[2..]).await.unwrap();
+            tx
+        });
+        let f = r.next(&mut rx, 100).await.unwrap().unwrap();
+        assert_eq!(f.len(), 40);
+        let mut tx = writer.await.unwrap();
+        // A header announcing more than the limit is refused, and nothing is reserved.
+        tx.write_all(&1_000_000i32.to_le_bytes()).await.unwrap();
+        assert!(matches!(
+            r.next(&mut rx, 100).await,
+            Err(WireError::LengthTooLarge {
+                len: 1_000_000,
+                max: 100
+            })
+        ));
+        assert!(r.buf.capacity() < 1000);
     }
 
     #[test]
