@@ -1,6 +1,7 @@
 //! Framing: splitting a byte stream into whole messages, with the length checked before
 //! any allocation.
 
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Poll};
 
@@ -212,8 +213,9 @@ impl FrameReader {
         max: usize,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<std::io::Result<bool>> {
-        let mut stack = [0u8; FIRST_READ];
-        let mut rb = ReadBuf::new(&mut stack);
+        // Uninitialised: zeroing it would cost more than the read.
+        let mut stack = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut rb = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(io).poll_read(cx, &mut rb))?;
         let got = rb.filled();
         if got.is_empty() {
