@@ -96,7 +96,7 @@ impl Proxy {
             None => None,
         };
         background.spawn(sweep_pins(ctx.clone(), background_cancel.clone()));
-        tracing::info!(listen = %client_addr, admin = ?admin_addr, upstream = %config.upstream_redacted, "mongoplex started");
+        tracing::info!(listen = %client_addr, unix_socket = ?config.unix_socket, admin = ?admin_addr, upstream = %config.upstream_redacted, "mongoplex started");
         Ok(Self {
             client_addr,
             admin_addr,

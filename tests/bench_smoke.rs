@@ -31,6 +31,22 @@ fn have_valgrind() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The upstream arguments for a harness run: the cached secantusd-rs, else a Python
+/// SecantusDB that the caller keeps alive for the whole run.
+fn upstream_args(args: &mut Vec<String>) -> Option<Secantus> {
+    match cached_secantus_rs() {
+        Some(bin) => {
+            args.extend(["--secantus".to_string(), bin.display().to_string()]);
+            None
+        }
+        None => {
+            let server = Secantus::start();
+            args.extend(["--upstream".to_string(), server.addr().to_string()]);
+            Some(server)
+        }
+    }
+}
+
 fn positive(what: &str, v: f64) {
     assert!(
         v.is_finite() && v > 0.0,
@@ -78,15 +94,7 @@ fn harness_produces_every_figure() {
     } else {
         eprintln!("valgrind is not installed: the callgrind section is not exercised");
     }
-    // Keep the Python server alive for the whole run when it is the upstream.
-    let python_upstream;
-    match cached_secantus_rs() {
-        Some(bin) => args.extend(["--secantus".to_string(), bin.display().to_string()]),
-        None => {
-            python_upstream = Secantus::start();
-            args.extend(["--upstream".to_string(), python_upstream.addr().to_string()]);
-        }
-    }
+    let _python_upstream = upstream_args(&mut args);
     let opts = harness::Options::parse_from(&args);
     let r = harness::run(&opts).unwrap_or_else(|e| panic!("harness failed: {e}"));
 
@@ -113,6 +121,10 @@ fn harness_produces_every_figure() {
             .proxy_cpu_us_per_op
             .unwrap_or_else(|| panic!("{at}: no proxy CPU figure"));
         assert!(cpu.is_finite() && cpu >= 0.0, "{at}: proxy CPU {cpu}");
+        let user = s
+            .proxy_cpu_user_us_per_op
+            .unwrap_or_else(|| panic!("{at}: no user part of the proxy CPU"));
+        assert!((0.0..=cpu).contains(&user), "{at}: user {user} of {cpu}");
     }
     // /proc/<pid>/stat counts in clock ticks (10 ms), so a single short run may show
     // none; over all of them the proxy must have used some CPU.
@@ -164,5 +176,53 @@ fn harness_produces_every_figure() {
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("JSON parses");
     assert_eq!(written["summary"].as_array().map(Vec::len), Some(8));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--client-socket unix`: the proxied side runs over the proxy's unix socket.
+#[test]
+fn harness_runs_the_proxied_side_over_a_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("mongoplex-bench-unix-{}", std::process::id()));
+    let (work, json) = (
+        dir.join("work").display().to_string(),
+        dir.join("results.json").display().to_string(),
+    );
+    let mut args: Vec<String> = [
+        "proxy",
+        "--workloads",
+        "ping",
+        "--tasks",
+        "2",
+        "--seconds",
+        "0.25",
+        "--warmup",
+        "0.05",
+        "--rounds",
+        "1",
+        "--preload",
+        "50",
+        "--client-socket",
+        "unix",
+        "--work-dir",
+        &work,
+        "--json",
+        &json,
+    ]
+    .map(String::from)
+    .to_vec();
+    let _python_upstream = upstream_args(&mut args);
+    let opts = harness::Options::parse_from(&args);
+    let r = harness::run(&opts).unwrap_or_else(|e| panic!("harness failed: {e}"));
+    assert_eq!(r.client_socket, "unix");
+    let s = r.summary.first().expect("one summary");
+    positive("proxied ops/s over the unix socket", s.proxied_ops_per_sec);
+    let report = harness::report::markdown(&r);
+    assert!(report.contains("over a unix socket"), "{report}");
+    // The proxy was started with the socket; the driver was given only its path.
+    let log = std::fs::read_to_string(std::path::Path::new(&work).join("mongoplex.log")).unwrap_or_default();
+    assert!(
+        log.contains("mongoplex.sock"),
+        "the proxy log names no unix socket:\n{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
