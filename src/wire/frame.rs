@@ -171,13 +171,6 @@ impl FrameReader {
         self.buf.is_empty()
     }
 
-    /// Drops the buffer's allocation when nothing is buffered.
-    pub fn release(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-        }
-    }
-
     /// Reads until one frame is complete. `Ok(None)` is a clean EOF between messages.
     pub async fn next<R: AsyncRead + Unpin>(
         &mut self,
