@@ -147,11 +147,14 @@ impl Pool {
 
     async fn check_out_inner(&self, started: Instant) -> Result<PooledConn, CheckoutError> {
         let deadline = started + self.inner.opts.wait_queue_timeout;
+        // The first pass reuses the caller's clock reading; later passes (after a wait or
+        // a dead parked connection) read it again.
+        let mut now = started;
         loop {
             let (grant, discard) = {
                 let mut st = self.inner.lock();
                 self.inner.usable(&st)?;
-                let discard = st.pop_perished(&self.inner.opts, started);
+                let discard = st.pop_perished(&self.inner.opts, now);
                 let grant = st.try_grant(&self.inner.opts);
                 self.inner.publish(&st);
                 (grant, discard)
@@ -174,6 +177,7 @@ impl Pool {
                     interrupt,
                 });
             }
+            now = Instant::now();
         }
     }
 
