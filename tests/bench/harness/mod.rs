@@ -246,16 +246,17 @@ async fn run_async(opts: &Options) -> Res<Results> {
         targets: Vec::new(),
     };
     if opts.throughput() {
-        let spec = ProxySpec {
-            bin: &proxy_bin,
-            upstream: upstream.addr,
-            max_pool_size: None,
-            env: Vec::new(),
-            wrapper: Vec::new(),
-            ready_timeout: Duration::from_secs(30),
-            unix_socket: (opts.client_socket == "unix").then(|| dir.join("mongoplex.sock")),
-        };
-        let proxy = ProxyProc::spawn(spec, &dir, "mongoplex").await?;
+        let unix_socket = (opts.client_socket == "unix").then(|| dir.join("mongoplex.sock"));
+        let proxy = start_proxy(
+            &proxy_bin,
+            upstream.addr,
+            None,
+            vec![],
+            unix_socket,
+            &dir,
+            "mongoplex",
+        )
+        .await?;
         let clears = |text: &str| procs::count(procs::metric_sum(text, "mongoplex_pool_clears_total"));
         let clears_before = clears(&proxy.metrics().await?);
         results.pairs = throughput(opts, &direct_uri, &proxy).await?;
@@ -281,6 +282,7 @@ pub async fn start_proxy(
     upstream: SocketAddr,
     max_pool_size: Option<u64>,
     env: Vec<(&'static str, String)>,
+    unix_socket: Option<PathBuf>,
     dir: &Path,
     name: &str,
 ) -> Res<ProxyProc> {
@@ -291,7 +293,7 @@ pub async fn start_proxy(
         env,
         wrapper: Vec::new(),
         ready_timeout: Duration::from_secs(30),
-        unix_socket: None,
+        unix_socket,
     };
     ProxyProc::spawn(spec, dir, name).await
 }

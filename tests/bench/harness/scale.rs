@@ -109,7 +109,7 @@ async fn hello(stream: &mut TcpStream) -> io::Result<()> {
 pub async fn idle(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path) -> Res<IdleResult> {
     let n = opts.idle_connections;
     let env = vec![("MONGOPLEX_MAX_CLIENT_CONNECTIONS", (n + 100).to_string())];
-    let proxy = start_proxy(bin, upstream, None, env, dir, "mongoplex-idle").await?;
+    let proxy = start_proxy(bin, upstream, None, env, None, dir, "mongoplex-idle").await?;
     let pid = proxy.pid();
     // One handshake first, so state the proxy sets up lazily is in the baseline.
     {
@@ -250,6 +250,7 @@ pub async fn storm(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path)
         upstream,
         Some(opts.storm_pool_size),
         env,
+        None,
         dir,
         "mongoplex-storm",
     )
