@@ -55,6 +55,7 @@ impl ErrorCode {
 
 pub const RETRYABLE_WRITE_ERROR: &str = "RetryableWriteError";
 pub const TRANSIENT_TRANSACTION_ERROR: &str = "TransientTransactionError";
+pub const RESUMABLE_CHANGE_STREAM_ERROR: &str = "ResumableChangeStreamError";
 
 /// An error the proxy reports to a client instead of a server reply.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,11 +13,42 @@ use crate::address::ServerAddress;
 pub const CURSOR_PIN_TTL: Duration = Duration::from_secs(15 * 60);
 /// logicalSessionTimeoutMinutes defaults to 30.
 pub const TXN_PIN_TTL: Duration = Duration::from_secs(31 * 60);
+/// Bounds on each table (about 100 bytes an entry): a client that opens cursors and
+/// abandons them cannot grow the proxy without limit. Past the bound, expired pins are
+/// swept and then the least recently used one is evicted (its next getMore gets the
+/// server's own CursorNotFound from whichever member selection picks).
+pub const MAX_CURSOR_PINS: usize = 200_000;
+pub const MAX_TXN_PINS: usize = 100_000;
 
 #[derive(Debug)]
 struct Pin {
     address: ServerAddress,
     last_used: Instant,
+    /// The cursor is a change stream's (its errors must stay resumable).
+    change_stream: bool,
+}
+
+/// Makes room for one more entry in a bounded table: expired entries go first, then the
+/// least recently used. Returns how many were evicted before their TTL.
+fn make_room<K: Clone + Eq + std::hash::Hash>(map: &mut HashMap<K, Pin>, max: usize, ttl: Duration) -> usize {
+    if map.len() < max {
+        return 0;
+    }
+    let now = Instant::now();
+    map.retain(|_, p| now.duration_since(p.last_used) < ttl);
+    let mut evicted = 0;
+    while map.len() >= max {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, p)| p.last_used)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
+        evicted += 1;
+    }
+    evicted
 }
 
 #[derive(Debug)]
@@ -48,23 +79,31 @@ impl Pins {
         }
     }
 
-    pub fn cursor(&self, id: i64) -> Option<ServerAddress> {
+    /// The member holding cursor `id`, and whether it is a change stream's.
+    pub fn cursor(&self, id: i64) -> Option<(ServerAddress, bool)> {
         let mut map = lock(&self.cursors);
         let pin = map.get_mut(&id)?;
         pin.last_used = Instant::now();
-        Some(pin.address.clone())
+        Some((pin.address.clone(), pin.change_stream))
     }
 
-    pub fn pin_cursor(&self, id: i64, address: &ServerAddress) {
+    pub fn pin_cursor(&self, id: i64, address: &ServerAddress, change_stream: bool) {
         if id == 0 {
             return;
         }
         let mut map = lock(&self.cursors);
+        if !map.contains_key(&id) && make_room(&mut map, MAX_CURSOR_PINS, CURSOR_PIN_TTL) > 0 {
+            tracing::warn!(
+                max = MAX_CURSOR_PINS,
+                "cursor pin table full: evicted the least recently used pin"
+            );
+        }
         map.insert(
             id,
             Pin {
                 address: address.clone(),
                 last_used: Instant::now(),
+                change_stream,
             },
         );
         set(&self.cursor_gauge, map.len());
@@ -87,11 +126,18 @@ impl Pins {
 
     pub fn pin_transaction(&self, lsid: &[u8], address: &ServerAddress) {
         let mut map = lock(&self.transactions);
+        if !map.contains_key(lsid) && make_room(&mut map, MAX_TXN_PINS, TXN_PIN_TTL) > 0 {
+            tracing::warn!(
+                max = MAX_TXN_PINS,
+                "transaction pin table full: evicted the least recently used pin"
+            );
+        }
         map.insert(
             lsid.to_vec(),
             Pin {
                 address: address.clone(),
                 last_used: Instant::now(),
+                change_stream: false,
             },
         );
         set(&self.txn_gauge, map.len());
@@ -142,15 +188,41 @@ mod tests {
     fn pins_and_unpins() {
         let p = Pins::new(IntGauge::new("a", "a").unwrap(), IntGauge::new("b", "b").unwrap());
         let s1 = ServerAddress::new("s1", 1);
-        p.pin_cursor(7, &s1);
-        p.pin_cursor(0, &s1);
-        assert_eq!(p.cursor(7), Some(s1.clone()));
+        p.pin_cursor(7, &s1, true);
+        p.pin_cursor(0, &s1, false);
+        assert_eq!(p.cursor(7), Some((s1.clone(), true)));
         assert_eq!(p.counts(), (1, 0));
         p.pin_transaction(b"lsid", &s1);
         assert_eq!(p.drop_member(&s1), 1);
         assert_eq!(p.counts(), (0, 0));
-        p.pin_cursor(8, &s1);
+        p.pin_cursor(8, &s1, false);
         p.sweep(Instant::now() + CURSOR_PIN_TTL + Duration::from_secs(1));
         assert_eq!(p.cursor(8), None);
+    }
+
+    #[test]
+    fn tables_are_bounded_least_recently_used_first() {
+        let mut map = HashMap::new();
+        let s1 = ServerAddress::new("s1", 1);
+        let t0 = Instant::now();
+        for (k, age) in [(1, 30), (2, 10), (3, 20)] {
+            map.insert(
+                k,
+                Pin {
+                    address: s1.clone(),
+                    last_used: t0 - Duration::from_secs(age),
+                    change_stream: false,
+                },
+            );
+        }
+        assert_eq!(make_room(&mut map, 4, CURSOR_PIN_TTL), 0);
+        assert_eq!(make_room(&mut map, 3, CURSOR_PIN_TTL), 1);
+        assert!(!map.contains_key(&1), "the least recently used pin goes first");
+        assert_eq!(
+            make_room(&mut map, 2, Duration::from_secs(15)),
+            0,
+            "expired pins are swept, not counted"
+        );
+        assert_eq!(map.len(), 1);
     }
 }

@@ -2,18 +2,26 @@
 //! and sent again — once — only where a second attempt cannot apply a write twice:
 //!
 //! - nothing was sent (the connection could not be opened, the pool was cleared);
-//! - the reply proves nothing ran (NotWritablePrimary family, `NoWritesPerformed`);
-//! - retryable reads (the retryable-reads spec's commands; never getMore);
-//! - writes with `txnNumber` outside a transaction (the server deduplicates them);
-//! - commitTransaction and abortTransaction.
+//! - the reply is a rejection before execution (`ok: 0` with a NotWritablePrimary-family
+//!   code, or the `NoWritesPerformed` label);
+//! - retryable reads (the retryable-reads spec's commands; never getMore), by code;
+//! - writes with `txnNumber` outside a transaction, and commitTransaction /
+//!   abortTransaction (the server deduplicates them). On servers that label their errors
+//!   (wire version 9+) these are retried only when the reply carries
+//!   `RetryableWriteError`, exactly as a driver decides.
 //!
+//! A reply that proves the command ran (`ok: 1` with a `writeConcernError`, or any other
+//! error) is final for every other write: sending it again could apply it twice.
 //! Everything else passes through unchanged, labels included.
 
 use crate::command::CommandName;
-use crate::errors::{RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
+use crate::errors::{RESUMABLE_CHANGE_STREAM_ERROR, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
 use crate::sdam::{classify_error, StateChangeError};
 
 pub const UNKNOWN_TRANSACTION_COMMIT_RESULT: &str = "UnknownTransactionCommitResult";
+
+/// From this wire version (MongoDB 4.4) servers label retryable write errors themselves.
+pub const LABELS_RETRYABLE_WRITES_WIRE_VERSION: i32 = 9;
 
 /// Codes the retryable-reads and retryable-writes specs treat as retryable.
 const RETRYABLE_CODES: &[i32] = &[
@@ -31,6 +39,8 @@ pub struct Facts {
     /// `autocommit: false`: a statement of a multi-document transaction.
     pub in_transaction: bool,
     pub more_to_come: bool,
+    /// The command opens (aggregate with `$changeStream`) or continues a change stream.
+    pub change_stream: bool,
 }
 
 impl Facts {
@@ -44,6 +54,11 @@ impl Facts {
     fn idempotent(&self) -> bool {
         self.retryable_read || self.retryable_write || self.txn_end()
     }
+
+    /// A write the server deduplicates by lsid + txnNumber.
+    fn deduplicated_write(&self) -> bool {
+        self.retryable_write || self.txn_end()
+    }
 }
 
 /// How an attempt failed.
@@ -55,10 +70,20 @@ pub enum Failure {
     /// Sent; the connection failed before a reply: the outcome is unknown.
     Network,
     /// The server replied with an error.
-    Reply {
-        code: Option<i32>,
-        no_writes_performed: bool,
-    },
+    Reply(ReplyFailure),
+}
+
+/// What an error reply says, as far as retry decisions go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyFailure {
+    /// The top-level code (`ok: 0`), or the writeConcernError's code (`ok: 1`).
+    pub code: Option<i32>,
+    /// `ok: 1` with a `writeConcernError`: the command ran.
+    pub write_concern: bool,
+    pub no_writes_performed: bool,
+    pub retryable_write_label: bool,
+    /// The connection's server labels retryable write errors (wire version 9+).
+    pub server_labels: bool,
 }
 
 /// Why a request was retried; the label of `mongoplex_retries_total`.
@@ -95,20 +120,33 @@ pub fn decide(f: &Facts, failure: Failure, attempt: u32) -> Option<Reason> {
     match failure {
         Failure::NotSent { retryable } => retryable.then_some(Reason::NotSent),
         Failure::Network => f.idempotent().then_some(Reason::Network),
-        Failure::Reply { code: Some(c), .. }
-            if classify_error(Some(c), "") == Some(StateChangeError::NotWritablePrimary) =>
-        {
-            Some(Reason::NotWritablePrimary)
-        }
-        Failure::Reply {
-            no_writes_performed: true,
-            ..
-        } => Some(Reason::NoWritesPerformed),
-        Failure::Reply { code: Some(c), .. } if RETRYABLE_CODES.contains(&c) => {
-            f.idempotent().then_some(Reason::StateChange)
-        }
-        Failure::Reply { .. } => None,
+        Failure::Reply(r) => decide_reply(f, &r),
     }
+}
+
+fn decide_reply(f: &Facts, r: &ReplyFailure) -> Option<Reason> {
+    if !r.write_concern {
+        // Rejections before execution: nothing ran, whatever the command.
+        if r.code
+            .is_some_and(|c| classify_error(Some(c), "") == Some(StateChangeError::NotWritablePrimary))
+        {
+            return Some(Reason::NotWritablePrimary);
+        }
+        if r.no_writes_performed {
+            return Some(Reason::NoWritesPerformed);
+        }
+    }
+    if f.deduplicated_write() {
+        let retryable = if r.server_labels {
+            r.retryable_write_label
+        } else {
+            r.code.is_some_and(|c| RETRYABLE_CODES.contains(&c))
+        };
+        return retryable.then_some(Reason::StateChange);
+    }
+    // The command ran (a write concern error) or may have: final for any other write.
+    let retryable_read = f.retryable_read && !r.write_concern;
+    (retryable_read && r.code.is_some_and(|c| RETRYABLE_CODES.contains(&c))).then_some(Reason::StateChange)
 }
 
 /// Labels for an error the proxy itself reports after `failure`.
@@ -117,6 +155,11 @@ pub fn proxy_error_labels(f: &Facts, failure: Failure) -> Vec<&'static str> {
         return vec![TRANSIENT_TRANSACTION_ERROR];
     }
     let mut labels = Vec::new();
+    if f.change_stream && matches!(f.name, CommandName::GetMore | CommandName::Aggregate) {
+        // Every error the proxy makes (routing codes: 6, 89, 262 ...) is resumable; a
+        // mongos labels them so the driver resumes instead of ending the stream.
+        labels.push(RESUMABLE_CHANGE_STREAM_ERROR);
+    }
     if f.retryable_write || f.txn_end() {
         labels.push(RETRYABLE_WRITE_ERROR);
     }
@@ -126,10 +169,14 @@ pub fn proxy_error_labels(f: &Facts, failure: Failure) -> Vec<&'static str> {
     labels
 }
 
-/// A server error reply inside a transaction that reports an election must reach the
-/// driver with TransientTransactionError, so it retries the whole transaction.
-pub fn needs_transient_label(f: &Facts, code: Option<i32>) -> bool {
-    f.in_transaction && !f.txn_end() && code.is_some_and(|c| classify_error(Some(c), "").is_some())
+/// A server error reply (`ok: 0`) inside a transaction that reports an election must
+/// reach the driver with TransientTransactionError, so it retries the whole transaction.
+/// Never a writeConcernError: the transactions spec forbids the label there.
+pub fn needs_transient_label(f: &Facts, r: &ReplyFailure) -> bool {
+    f.in_transaction
+        && !f.txn_end()
+        && !r.write_concern
+        && r.code.is_some_and(|c| classify_error(Some(c), "").is_some())
 }
 
 /// Reads the retryable-reads spec allows to retry.
@@ -159,10 +206,71 @@ mod tests {
         }
     }
 
+    /// An error reply from a server that does not label its errors (wire version < 9).
     fn reply(code: i32) -> Failure {
-        Failure::Reply {
+        Failure::Reply(ReplyFailure {
             code: Some(code),
-            no_writes_performed: false,
+            ..ReplyFailure::default()
+        })
+    }
+
+    /// An error reply from a server that labels its errors, with or without the label.
+    fn labelled(code: i32, retryable_write_label: bool) -> Failure {
+        Failure::Reply(ReplyFailure {
+            code: Some(code),
+            retryable_write_label,
+            server_labels: true,
+            ..ReplyFailure::default()
+        })
+    }
+
+    /// `ok: 1` with a writeConcernError: the write ran.
+    fn wce(code: i32, retryable_write_label: bool) -> Failure {
+        Failure::Reply(ReplyFailure {
+            code: Some(code),
+            write_concern: true,
+            retryable_write_label,
+            server_labels: true,
+            ..ReplyFailure::default()
+        })
+    }
+
+    const STATE_CHANGE_CODES: [i32; 8] = [10107, 13435, 10058, 11600, 91, 11602, 13436, 189];
+
+    /// A write that ran is never sent again unless the server deduplicates it.
+    #[test]
+    fn write_concern_errors_are_final_for_plain_writes() {
+        for name in [C::Insert, C::Update, C::Delete, C::FindAndModify, C::Other] {
+            for code in STATE_CHANGE_CODES {
+                for label in [false, true] {
+                    let plain = facts(name);
+                    assert_eq!(
+                        decide(&plain, wce(code, label), 0),
+                        None,
+                        "{name:?} wce {code} label {label}"
+                    );
+                    let old_server = Failure::Reply(ReplyFailure {
+                        code: Some(code),
+                        write_concern: true,
+                        ..ReplyFailure::default()
+                    });
+                    assert_eq!(decide(&plain, old_server, 0), None, "{name:?} wce {code} pre-4.4");
+                    let in_txn = Facts {
+                        in_transaction: true,
+                        ..plain
+                    };
+                    assert_eq!(decide(&in_txn, wce(code, label), 0), None);
+                    let r = ReplyFailure {
+                        code: Some(code),
+                        write_concern: true,
+                        ..ReplyFailure::default()
+                    };
+                    assert!(
+                        !needs_transient_label(&in_txn, &r),
+                        "no TransientTransactionError on a wce"
+                    );
+                }
+            }
         }
     }
 
@@ -187,10 +295,10 @@ mod tests {
             more_to_come: true,
             ..retryable_insert
         };
-        let nwp = Failure::Reply {
-            code: None,
+        let nwp = Failure::Reply(ReplyFailure {
             no_writes_performed: true,
-        };
+            ..ReplyFailure::default()
+        });
         let cases: Vec<(&str, Facts, Failure, u32, Option<Reason>)> = vec![
             ("read, network", read, Failure::Network, 0, Some(Reason::Network)),
             ("read, second attempt", read, Failure::Network, 1, None),
@@ -266,6 +374,69 @@ mod tests {
             ("getMore, network", get_more, Failure::Network, 0, None),
             ("getMore, 10107", get_more, reply(10107), 0, None),
             ("w:0, not sent", w0, Failure::NotSent { retryable: true }, 0, None),
+            (
+                "retryable insert, labelled 11602",
+                retryable_insert,
+                labelled(11602, true),
+                0,
+                Some(Reason::StateChange),
+            ),
+            (
+                "retryable insert, 11602 the 4.4+ server left unlabelled",
+                retryable_insert,
+                labelled(11602, false),
+                0,
+                None,
+            ),
+            (
+                "retryable insert, labelled wce (deduplicated)",
+                retryable_insert,
+                wce(91, true),
+                0,
+                Some(Reason::StateChange),
+            ),
+            (
+                "retryable insert, unlabelled wce",
+                retryable_insert,
+                wce(91, false),
+                0,
+                None,
+            ),
+            (
+                "plain insert, unlabelled 10107 still proves nothing ran",
+                plain_insert,
+                labelled(10107, false),
+                0,
+                Some(Reason::NotWritablePrimary),
+            ),
+            (
+                "plain insert, labelled 11602 may have run",
+                plain_insert,
+                labelled(11602, true),
+                0,
+                None,
+            ),
+            (
+                "commit, unlabelled 91 from a 4.4+ server",
+                commit,
+                labelled(91, false),
+                0,
+                None,
+            ),
+            (
+                "commit, labelled 91",
+                commit,
+                labelled(91, true),
+                0,
+                Some(Reason::StateChange),
+            ),
+            (
+                "read, unlabelled 11602 from a 4.4+ server",
+                read,
+                labelled(11602, false),
+                0,
+                Some(Reason::StateChange),
+            ),
         ];
         for (what, f, failure, attempt, want) in cases {
             assert_eq!(decide(&f, failure, attempt), want, "{what}");
@@ -304,10 +475,25 @@ mod tests {
             proxy_error_labels(&commit, Failure::NotSent { retryable: true }),
             [RETRYABLE_WRITE_ERROR]
         );
-        assert!(needs_transient_label(&in_txn, Some(10107)));
-        assert!(!needs_transient_label(&in_txn, Some(11000)));
-        assert!(!needs_transient_label(&commit, Some(10107)));
-        assert!(!needs_transient_label(&retryable_insert, Some(10107)));
+        let top = |code| ReplyFailure {
+            code: Some(code),
+            ..ReplyFailure::default()
+        };
+        assert!(needs_transient_label(&in_txn, &top(10107)));
+        assert!(!needs_transient_label(&in_txn, &top(11000)));
+        assert!(!needs_transient_label(&commit, &top(10107)));
+        assert!(!needs_transient_label(&retryable_insert, &top(10107)));
+        let stream_get_more = Facts {
+            change_stream: true,
+            ..facts(C::GetMore)
+        };
+        for failure in [Failure::Network, Failure::NotSent { retryable: false }] {
+            assert_eq!(
+                proxy_error_labels(&stream_get_more, failure),
+                [RESUMABLE_CHANGE_STREAM_ERROR]
+            );
+        }
+        assert!(proxy_error_labels(&facts(C::GetMore), Failure::Network).is_empty());
     }
 
     #[test]

@@ -278,7 +278,10 @@ impl Topology {
         }
         self.apply(&mut sdam, action.update);
         drop(sdam);
-        if action.request_immediate_check {
+        // A network error cancels the monitor's in-progress check (SDAM): the monitor
+        // checks again at once (at most every 500 ms), so the member is usable as soon as
+        // it answers instead of at the next heartbeat.
+        if action.request_immediate_check || action.cancel_monitor_check {
             self.request_check(Some(address));
         }
     }

@@ -11,10 +11,10 @@ use super::plan::Plan;
 use super::Session;
 use crate::address::ServerAddress;
 use crate::command::{CommandName, ReplyInfo};
-use crate::errors::{ErrorCode, ProxyError, TRANSIENT_TRANSACTION_ERROR};
+use crate::errors::{ErrorCode, ProxyError, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
 use crate::metrics::Outcome;
 use crate::pool::{CheckoutError, Pool};
-use crate::retry::{self, Failure};
+use crate::retry::{self, Failure, ReplyFailure};
 use crate::router::{Criteria, PinKind, Target};
 use crate::topology::SelectError;
 use crate::upstream::UpstreamError;
@@ -70,7 +70,12 @@ impl Session {
                 };
                 continue;
             }
-            if plan.name == CommandName::GetMore {
+            // A getMore the server failed has killed its cursor, and one whose member
+            // cannot be reached has lost it. One the proxy itself gave up on before
+            // sending (a wait-queue timeout, no member selectable) leaves the cursor
+            // open on the server, so its pin stays for the next getMore or killCursors.
+            let proxy_gave_up = failure == Failure::NotSent { retryable: false };
+            if plan.name == CommandName::GetMore && !proxy_gave_up {
                 self.ctx.pins.unpin_cursors(&plan.cursor_ids);
             }
             return match result {
@@ -117,8 +122,14 @@ impl Session {
                     )
                 }),
             Target::Select(criteria) => {
-                // Inside a transaction a missing primary is reported at once, never buffered.
-                let buffer = !plan.facts.in_transaction;
+                // Inside a transaction a missing primary is reported at once, never
+                // buffered; commit and abort wait for one (the driver retries them once,
+                // and after a dropped connection the member is re-checked at once).
+                let txn_end = matches!(
+                    plan.name,
+                    CommandName::CommitTransaction | CommandName::AbortTransaction
+                );
+                let buffer = !plan.facts.in_transaction || txn_end;
                 match self.ctx.topology.select(criteria, buffer, avoid).await {
                     Ok(s) => Ok((s.address, s.pool)),
                     Err(e @ SelectError::InvalidReadPreference(_)) => {
@@ -179,6 +190,7 @@ impl Session {
             set_msg_flags(frame, plan.flags & !MSG_EXHAUST_ALLOWED);
         }
         let generation = conn.generation;
+        let server_labels = conn.hello.max_wire_version >= retry::LABELS_RETRYABLE_WRITES_WIRE_VERSION;
         let sent_at = Instant::now();
         if let Err(e) = conn.send(frame, !plan.more_to_come).await {
             drop(conn);
@@ -202,7 +214,7 @@ impl Session {
             }
         };
         pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
-        let failure = self.after_reply(plan, &address, generation, &reply);
+        let failure = self.after_reply(plan, &address, generation, server_labels, &reply);
         Attempt::Reply(reply, failure)
     }
 
@@ -212,24 +224,29 @@ impl Session {
         plan: &Plan,
         address: &ServerAddress,
         generation: u32,
+        server_labels: bool,
         reply: &Frame,
     ) -> Option<Failure> {
         let Ok(msg) = OpMsg::parse(reply) else { return None };
         let info = ReplyInfo::parse(msg.body);
         let pins = &self.ctx.pins;
         match plan.name {
-            CommandName::KillCursors => pins.unpin_cursors(&plan.cursor_ids),
+            // Only the cursors the server reports gone; cursorsAlive stay pinned.
+            CommandName::KillCursors if info.ok => pins.unpin_cursors(&killed_cursors(msg.body)),
             CommandName::GetMore if info.ok && info.cursor_id == Some(0) => {
                 pins.unpin_cursors(&plan.cursor_ids)
             }
             _ => {}
         }
         if let Some(id) = info.cursor_id.filter(|id| *id != 0 && info.ok) {
-            pins.pin_cursor(id, address);
+            pins.pin_cursor(id, address, plan.facts.change_stream);
         }
         if let Some(lsid) = &plan.lsid {
             if plan.start_transaction {
-                pins.pin_transaction(lsid, address);
+                // A transaction exists only once its first statement succeeded.
+                if info.ok {
+                    pins.pin_transaction(lsid, address);
+                }
             } else if info.ok || plan.name == CommandName::AbortTransaction {
                 pins.unpin_transaction(lsid);
             }
@@ -245,16 +262,18 @@ impl Session {
                 .inc();
         }
         self.ctx.topology.on_reply_error(address, generation, msg.body);
-        let no_writes_performed = ReplyInfo::has_label(msg.body, "NoWritesPerformed");
         let code = if info.ok {
             info.write_concern_code
         } else {
             info.code
         };
-        Some(Failure::Reply {
+        Some(Failure::Reply(ReplyFailure {
             code,
-            no_writes_performed,
-        })
+            write_concern: info.ok,
+            no_writes_performed: ReplyInfo::has_label(msg.body, "NoWritesPerformed"),
+            retryable_write_label: ReplyInfo::has_label(msg.body, RETRYABLE_WRITE_ERROR),
+            server_labels,
+        }))
     }
 
     fn network_error(&self, address: &ServerAddress, generation: u32, e: &UpstreamError) -> ProxyError {
@@ -275,8 +294,8 @@ impl Session {
 /// TransientTransactionError label where an election hit a transaction. `failure` is the
 /// reply's classification from `after_reply`, so successful replies are not parsed again.
 fn finish(mut reply: Frame, request_id: i32, plan: &Plan, failure: Option<Failure>) -> Frame {
-    if let Some(Failure::Reply { code, .. }) = failure {
-        if retry::needs_transient_label(&plan.facts, code) {
+    if let Some(Failure::Reply(r)) = failure {
+        if retry::needs_transient_label(&plan.facts, &r) {
             if let Some(labelled) = with_transient_label(&reply) {
                 reply = labelled;
             }
@@ -308,6 +327,18 @@ fn add_label(body: &RawDocument, label: &str) -> Option<Vec<u8>> {
     labels.push(label.into());
     doc.insert("errorLabels", labels);
     doc.to_vec().ok()
+}
+
+/// The ids a killCursors reply reports as no longer open on the server.
+fn killed_cursors(reply: &RawDocument) -> Vec<i64> {
+    ["cursorsKilled", "cursorsNotFound"]
+        .iter()
+        .filter_map(|k| reply.get_array(k).ok())
+        .flat_map(|a| {
+            a.into_iter()
+                .filter_map(|v| v.ok().and_then(crate::command::as_i64))
+        })
+        .collect()
 }
 
 fn checkout_error(e: CheckoutError) -> ProxyError {

@@ -34,8 +34,10 @@ impl Plan {
             CommandName::CommitTransaction | CommandName::AbortTransaction
         );
         let mut lookup = PinLookup::default();
-        if let Some(first) = cursor_ids.first() {
-            lookup.cursor = pins.cursor(*first);
+        let mut change_stream = opens_change_stream(cmd, msg);
+        if let Some((address, stream)) = cursor_ids.first().and_then(|id| pins.cursor(*id)) {
+            lookup.cursor = Some(address);
+            change_stream |= stream && cmd.known == CommandName::GetMore;
         }
         let lsid = cmd.lsid.filter(|_| cmd.in_transaction || txn_end);
         if let Some(lsid) = lsid {
@@ -53,6 +55,7 @@ impl Plan {
                 retryable_write: cmd.is_retryable_write(),
                 in_transaction: cmd.in_transaction,
                 more_to_come: msg.more_to_come(),
+                change_stream,
             },
             start_transaction: cmd.start_transaction,
             lsid: lsid
@@ -62,6 +65,22 @@ impl Plan {
             compressible: !cmd.known.never_compressed(),
         }
     }
+}
+
+/// Whether an aggregate opens a change stream (`$changeStream` as its first stage).
+fn opens_change_stream(cmd: &Command<'_>, msg: &OpMsg<'_>) -> bool {
+    if cmd.known != CommandName::Aggregate {
+        return false;
+    }
+    let Ok(pipeline) = msg.body.get_array("pipeline") else {
+        return false;
+    };
+    let first = pipeline.into_iter().next().and_then(|s| s.ok());
+    first
+        .and_then(|s| s.as_document())
+        .and_then(|d| d.iter().next())
+        .and_then(|e| e.ok())
+        .is_some_and(|(k, _)| k.as_str() == "$changeStream")
 }
 
 /// Whether an aggregate writes its output ($out or $merge as the last stage): such an
