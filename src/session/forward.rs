@@ -198,6 +198,7 @@ impl Session {
             return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
         }
         if plan.more_to_come {
+            self.confirm_after_unacknowledged(&address, &mut conn).await;
             return Attempt::NoReply;
         }
         let interrupt = conn.interrupt.clone();
@@ -274,6 +275,25 @@ impl Session {
             retryable_write_label: ReplyInfo::has_label(msg.body, RETRYABLE_WRITE_ERROR),
             server_labels,
         }))
+    }
+
+    /// A mongod that refuses an unacknowledged (moreToCome) write, because it is no
+    /// longer primary, closes the connection. A ping on the same connection proves it
+    /// survived before it goes back to the pool: the server answers in order, so a reply
+    /// means the write was taken. Otherwise the connection is dropped here, and the next
+    /// client never meets the close. The member is re-checked, not marked Unknown: the
+    /// close says only that this one write was refused.
+    async fn confirm_after_unacknowledged(
+        &self,
+        address: &ServerAddress,
+        conn: &mut crate::pool::PooledConn,
+    ) {
+        let body = bson::rawdoc! { "ping": 1, "$db": "admin" };
+        let mut ping = build_msg(0, 0, 0, body.as_bytes());
+        if let Err(e) = conn.round_trip(&mut ping).await {
+            tracing::info!(parent: &self.span, member = %address, error = %e, "connection closed after an unacknowledged write; dropped, member re-checked");
+            self.ctx.topology.request_check(Some(address));
+        }
     }
 
     fn network_error(&self, address: &ServerAddress, generation: u32, e: &UpstreamError) -> ProxyError {
