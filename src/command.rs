@@ -4,6 +4,7 @@
 
 mod names;
 mod reply;
+pub mod translate;
 
 pub use names::CommandName;
 pub use reply::ReplyInfo;

@@ -24,8 +24,9 @@ use crate::wire::{build_msg, refresh_checksum, set_msg_flags, Frame, OpMsg, MSG_
 enum Attempt {
     /// A moreToCome request was sent; no reply will come.
     NoReply,
-    /// A reply, and how it failed if it is an error that retry rules consider.
-    Reply(Frame, Option<Failure>),
+    /// A reply, how it failed if it is an error that retry rules consider, and the
+    /// member that sent it.
+    Reply(Frame, Option<Failure>, ServerAddress),
     /// The proxy could not get a reply.
     Failed(Failure, ProxyError),
 }
@@ -44,10 +45,10 @@ impl Session {
         loop {
             let (failure, result) = match self.attempt(plan, &target, &mut frame, &mut avoid).await {
                 Attempt::NoReply => return (None, Outcome::Ok),
-                Attempt::Reply(reply, None) => {
+                Attempt::Reply(reply, None, _) => {
                     return (Some(finish(reply, request_id, plan, None)), Outcome::Ok)
                 }
-                Attempt::Reply(reply, Some(failure)) => (failure, Ok(reply)),
+                Attempt::Reply(reply, Some(failure), member) => (failure, Ok((reply, member))),
                 Attempt::Failed(failure, err) => (failure, Err(err)),
             };
             if let Some(reason) = retry::decide(&plan.facts, failure, attempt) {
@@ -79,8 +80,8 @@ impl Session {
                 self.ctx.pins.unpin_cursors(&plan.cursor_ids);
             }
             return match result {
-                Ok(reply) => (
-                    Some(finish(reply, request_id, plan, Some(failure))),
+                Ok((reply, member)) => (
+                    Some(finish(reply, request_id, plan, Some((failure, &member)))),
                     Outcome::ServerError,
                 ),
                 Err(mut err) => {
@@ -216,7 +217,7 @@ impl Session {
         };
         pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
         let failure = self.after_reply(plan, &address, generation, server_labels, &reply);
-        Attempt::Reply(reply, failure)
+        Attempt::Reply(reply, failure, address)
     }
 
     /// Updates pins, reports state changes, and classifies an error reply.
@@ -310,15 +311,21 @@ impl Session {
     }
 }
 
-/// Readies a reply for the client: its responseTo, a fresh checksum, and the
-/// TransientTransactionError label where an election hit a transaction. `failure` is the
-/// reply's classification from `after_reply`, so successful replies are not parsed again.
-fn finish(mut reply: Frame, request_id: i32, plan: &Plan, failure: Option<Failure>) -> Frame {
-    if let Some(Failure::Reply(r)) = failure {
-        if retry::needs_transient_label(&plan.facts, &r) {
-            if let Some(labelled) = with_transient_label(&reply) {
-                reply = labelled;
-            }
+/// Readies a reply for the client: its responseTo and a fresh checksum; for an error
+/// reply (`failure`, with the member that sent it, from `after_reply`, so successful
+/// replies are not parsed again), the error as a mongos reports it
+/// ([`crate::command::translate`]) and TransientTransactionError where an election hit a
+/// transaction statement.
+fn finish(
+    mut reply: Frame,
+    request_id: i32,
+    plan: &Plan,
+    failure: Option<(Failure, &ServerAddress)>,
+) -> Frame {
+    if let Some((Failure::Reply(r), member)) = failure {
+        let label = retry::needs_transient_label(&plan.facts, &r).then_some(TRANSIENT_TRANSACTION_ERROR);
+        if let Some(rewritten) = as_mongos_reply(&reply, &member.to_string(), label) {
+            reply = rewritten;
         }
     }
     reply.set_response_to(request_id);
@@ -326,27 +333,16 @@ fn finish(mut reply: Frame, request_id: i32, plan: &Plan, failure: Option<Failur
     reply
 }
 
-/// The reply with TransientTransactionError added, unless it already carries it.
-fn with_transient_label(reply: &Frame) -> Option<Frame> {
+/// The reply rebuilt by [`crate::command::translate::as_mongos`], if it changes anything.
+fn as_mongos_reply(reply: &Frame, member: &str, label: Option<&str>) -> Option<Frame> {
     let msg = OpMsg::parse(reply).ok()?;
-    if ReplyInfo::has_label(msg.body, TRANSIENT_TRANSACTION_ERROR) {
-        return None;
-    }
-    let doc = add_label(msg.body, TRANSIENT_TRANSACTION_ERROR)?;
+    let doc = crate::command::translate::as_mongos(msg.body, member, label)?;
     Some(build_msg(
         0,
         0,
         msg.flags & !crate::wire::MSG_CHECKSUM_PRESENT,
         &doc,
     ))
-}
-
-fn add_label(body: &RawDocument, label: &str) -> Option<Vec<u8>> {
-    let mut doc = bson::Document::try_from(body).ok()?;
-    let mut labels = doc.get_array("errorLabels").cloned().unwrap_or_default();
-    labels.push(label.into());
-    doc.insert("errorLabels", labels);
-    doc.to_vec().ok()
 }
 
 /// The ids a killCursors reply reports as no longer open on the server.
