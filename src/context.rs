@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::attempts::AttemptLedger;
 use crate::config::Config;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::pins::Pins;
@@ -15,6 +16,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub requests: RequestMetrics,
     pub pins: Arc<Pins>,
+    /// Server attempts per retryable write, across the proxy's and the driver's retries.
+    pub attempts: AttemptLedger,
     next_connection_id: AtomicI64,
     /// Open client connections, checked against max_client_connections at accept.
     pub clients: AtomicUsize,
@@ -29,6 +32,7 @@ impl Context {
             metrics,
             requests,
             pins,
+            attempts: AttemptLedger::default(),
             next_connection_id: AtomicI64::new(1),
             clients: AtomicUsize::new(0),
         }

@@ -22,6 +22,10 @@
 //!    reported to the topology, and the reply is written with the client's responseTo.
 //!    Errors the proxy makes itself are MongoDB error documents from [`errors`].
 //!
+//! Retries are decided by [`retry`] (pure), capped across the driver's own retries by
+//! [`attempts`]; errors from members are reported as a mongos would by
+//! [`command::translate`].
+//!
 //! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`),
 //! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
 //! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
@@ -29,6 +33,7 @@
 #![forbid(unsafe_code)]
 pub mod address;
 pub mod admin;
+pub mod attempts;
 pub mod command;
 pub mod config;
 pub mod context;

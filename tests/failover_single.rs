@@ -226,3 +226,43 @@ async fn awaitable_hello_is_not_mistaken_for_a_dead_member() {
     assert_eq!(proxy.metric_sum("mongoplex_pool_clears_total", &[]), 0.0);
     assert!(proxy.proxy().ctx.topology.snapshot().primary.is_some());
 }
+
+/// The proxy's retry and the driver's retry do not stack past the cap: one retryable
+/// write reaches the server at most three times in all (the driver alone makes two).
+/// With the fail point armed for three attempts, the third fails and nobody sends a
+/// fourth; without the cap, a fourth attempt would succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_by_proxy_and_driver_are_capped_at_three_attempts() {
+    let (_up, direct, proxy) = setup().await;
+    let client = Client::with_uri_str(proxy.uri_with("retryWrites=true"))
+        .await
+        .unwrap();
+    direct
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand", "mode": { "times": 3 },
+            "data": { "failCommands": ["insert"], "errorCode": 11602, "errorLabels": ["RetryableWriteError"] },
+        })
+        .await
+        .unwrap();
+    let coll = client.database("fo").collection::<Document>("cap");
+    let err = coll
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect_err("three attempts failed; a fourth was never sent");
+    assert!(err.contains_label("RetryableWriteError"), "{err}");
+    assert_eq!(
+        proxy.metric_sum("mongoplex_retries_total", &[]),
+        1.0,
+        "the proxy retried the first attempt only; the driver's retry was the last"
+    );
+    let n = direct
+        .database("fo")
+        .collection::<Document>("cap")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // The fail point is spent: the next write goes through on its first attempt.
+    coll.insert_one(doc! { "_id": 2 }).await.unwrap();
+}

@@ -51,7 +51,11 @@ impl Session {
                 Attempt::Reply(reply, Some(failure), member) => (failure, Ok((reply, member))),
                 Attempt::Failed(failure, err) => (failure, Err(err)),
             };
-            if let Some(reason) = retry::decide(&plan.facts, failure, attempt) {
+            // Every failed attempt is recorded, retried or not, so the driver's own retry
+            // finds the count.
+            let within_cap = self.within_cap(plan, failure);
+            let decision = retry::decide(&plan.facts, failure, attempt).filter(|_| within_cap);
+            if let Some(reason) = decision {
                 self.ctx
                     .metrics
                     .retries
@@ -98,6 +102,19 @@ impl Session {
                 }
             };
         }
+    }
+
+    /// Records a failed server attempt of a retryable write and says whether one more
+    /// stays within [`crate::attempts::MAX_WRITE_ATTEMPTS`], the driver's retry included.
+    fn within_cap(&self, plan: &Plan, failure: Failure) -> bool {
+        let Some((lsid, txn_number)) = &plan.write_id else {
+            return true;
+        };
+        if matches!(failure, Failure::NotSent { .. }) {
+            return true;
+        }
+        let total = self.ctx.attempts.record(lsid, *txn_number, Instant::now());
+        crate::attempts::AttemptLedger::may_retry(total)
     }
 
     async fn target_pool(

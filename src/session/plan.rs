@@ -20,6 +20,8 @@ pub(super) struct Plan {
     pub lsid: Option<Vec<u8>>,
     pub cursor_ids: Vec<i64>,
     pub compressible: bool,
+    /// lsid + txnNumber of a retryable write, for the attempt cap.
+    pub write_id: Option<(Vec<u8>, i64)>,
 }
 
 impl Plan {
@@ -63,6 +65,11 @@ impl Plan {
                 .map(<[u8]>::to_vec),
             cursor_ids,
             compressible: !cmd.known.never_compressed(),
+            write_id: cmd
+                .lsid
+                .zip(cmd.txn_number)
+                .filter(|_| cmd.is_retryable_write())
+                .map(|(lsid, n)| (lsid.to_vec(), n)),
         }
     }
 }
