@@ -20,10 +20,13 @@ const TTL: Duration = Duration::from_secs(120);
 /// Bound on remembered operations (about 80 bytes each).
 const MAX_ENTRIES: usize = 100_000;
 
+/// A retryable write's identity: the lsid's bytes and its txnNumber.
+type WriteId = (Vec<u8>, i64);
+
 #[derive(Debug, Default)]
 pub struct AttemptLedger {
-    /// (lsid bytes, txnNumber) → attempts so far and when the last one began.
-    ops: Mutex<HashMap<(Vec<u8>, i64), (u32, Instant)>>,
+    /// Attempts so far per write, and when the last one began.
+    ops: Mutex<HashMap<WriteId, (u32, Instant)>>,
 }
 
 impl AttemptLedger {
