@@ -32,6 +32,8 @@ pub struct Command<'a> {
     /// Awaitable hello: topologyVersion and maxAwaitTimeMS.
     pub await_topology_version: Option<&'a RawDocument>,
     pub max_await_time_ms: Option<i64>,
+    /// find's `awaitData: true` (with `tailable`): its getMores long-poll.
+    pub await_data: bool,
 }
 
 impl<'a> Command<'a> {
@@ -69,6 +71,7 @@ impl<'a> Command<'a> {
                 }
                 "topologyVersion" => cmd.await_topology_version = value().and_then(|v| v.as_document()),
                 "maxAwaitTimeMS" => cmd.max_await_time_ms = value().and_then(as_i64),
+                "awaitData" => cmd.await_data = value().and_then(|v| v.as_bool()) == Some(true),
                 _ => {}
             }
         }

@@ -52,6 +52,10 @@ pub struct Config {
     pub replica_set: Option<String>,
     pub direct_connection: bool,
     pub pool: PoolOptions,
+    /// Connections per member for long-polling getMores (change streams, tailable
+    /// awaitData cursors), apart from `pool` so that they never take the connections
+    /// ordinary requests need. 0 sends them through `pool`.
+    pub long_poll_pool_size: usize,
     pub connect: ConnectOptions,
     pub server_selection_timeout: Duration,
     pub heartbeat_frequency: Duration,
@@ -258,6 +262,7 @@ impl Config {
                 max_lifetime,
                 wait_queue_timeout,
             },
+            long_poll_pool_size: to_usize("long_poll_pool_size", s.long_poll_pool_size.unwrap_or(16))?,
             connect: ConnectOptions {
                 connect_timeout,
                 socket_timeout,

@@ -20,12 +20,29 @@ pub const TXN_PIN_TTL: Duration = Duration::from_secs(31 * 60);
 pub const MAX_CURSOR_PINS: usize = 200_000;
 pub const MAX_TXN_PINS: usize = 100_000;
 
+/// What kind of cursor a pin is for: long-polling cursors (a getMore waits up to
+/// maxAwaitTimeMS) use their own connections, and a change stream's errors must stay
+/// resumable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CursorKind {
+    #[default]
+    Plain,
+    /// `tailable` + `awaitData`.
+    TailableAwait,
+    ChangeStream,
+}
+
+impl CursorKind {
+    pub fn long_poll(self) -> bool {
+        self != Self::Plain
+    }
+}
+
 #[derive(Debug)]
 struct Pin {
     address: ServerAddress,
     last_used: Instant,
-    /// The cursor is a change stream's (its errors must stay resumable).
-    change_stream: bool,
+    kind: CursorKind,
 }
 
 /// Makes room for one more entry in a bounded table: expired entries go first, then the
@@ -79,15 +96,15 @@ impl Pins {
         }
     }
 
-    /// The member holding cursor `id`, and whether it is a change stream's.
-    pub fn cursor(&self, id: i64) -> Option<(ServerAddress, bool)> {
+    /// The member holding cursor `id`, and the cursor's kind.
+    pub fn cursor(&self, id: i64) -> Option<(ServerAddress, CursorKind)> {
         let mut map = lock(&self.cursors);
         let pin = map.get_mut(&id)?;
         pin.last_used = Instant::now();
-        Some((pin.address.clone(), pin.change_stream))
+        Some((pin.address.clone(), pin.kind))
     }
 
-    pub fn pin_cursor(&self, id: i64, address: &ServerAddress, change_stream: bool) {
+    pub fn pin_cursor(&self, id: i64, address: &ServerAddress, kind: CursorKind) {
         if id == 0 {
             return;
         }
@@ -103,7 +120,7 @@ impl Pins {
             Pin {
                 address: address.clone(),
                 last_used: Instant::now(),
-                change_stream,
+                kind,
             },
         );
         set(&self.cursor_gauge, map.len());
@@ -137,7 +154,7 @@ impl Pins {
             Pin {
                 address: address.clone(),
                 last_used: Instant::now(),
-                change_stream: false,
+                kind: CursorKind::Plain,
             },
         );
         set(&self.txn_gauge, map.len());
@@ -188,14 +205,14 @@ mod tests {
     fn pins_and_unpins() {
         let p = Pins::new(IntGauge::new("a", "a").unwrap(), IntGauge::new("b", "b").unwrap());
         let s1 = ServerAddress::new("s1", 1);
-        p.pin_cursor(7, &s1, true);
-        p.pin_cursor(0, &s1, false);
-        assert_eq!(p.cursor(7), Some((s1.clone(), true)));
+        p.pin_cursor(7, &s1, CursorKind::ChangeStream);
+        p.pin_cursor(0, &s1, CursorKind::Plain);
+        assert_eq!(p.cursor(7), Some((s1.clone(), CursorKind::ChangeStream)));
         assert_eq!(p.counts(), (1, 0));
         p.pin_transaction(b"lsid", &s1);
         assert_eq!(p.drop_member(&s1), 1);
         assert_eq!(p.counts(), (0, 0));
-        p.pin_cursor(8, &s1, false);
+        p.pin_cursor(8, &s1, CursorKind::Plain);
         p.sweep(Instant::now() + CURSOR_PIN_TTL + Duration::from_secs(1));
         assert_eq!(p.cursor(8), None);
     }
@@ -211,7 +228,7 @@ mod tests {
                 Pin {
                     address: s1.clone(),
                     last_used: t0 - Duration::from_secs(age),
-                    change_stream: false,
+                    kind: CursorKind::Plain,
                 },
             );
         }

@@ -33,6 +33,9 @@ use crate::sdam::{
 #[derive(Debug)]
 struct Member {
     pool: Pool,
+    /// Connections for long-polling getMores (`long_poll_pool_size`), cleared, readied
+    /// and closed together with `pool`.
+    long_poll: Option<Pool>,
     check_now: Arc<Notify>,
     cancel: CancellationToken,
 }
@@ -131,11 +134,31 @@ impl Topology {
         lock(&self.inner.members).get(address).map(|m| m.pool.clone())
     }
 
+    /// The pool for long-polling getMores on `address`: its own when configured.
+    pub fn long_poll_pool(&self, address: &ServerAddress) -> Option<Pool> {
+        let members = lock(&self.inner.members);
+        let m = members.get(address)?;
+        Some(m.long_poll.clone().unwrap_or_else(|| m.pool.clone()))
+    }
+
+    /// Every member's main pool.
     pub fn pools(&self) -> Vec<Pool> {
         lock(&self.inner.members)
             .values()
             .map(|m| m.pool.clone())
             .collect()
+    }
+
+    /// Both pools of a member.
+    fn member_pools(&self, address: &ServerAddress) -> Vec<Pool> {
+        lock(&self.inner.members)
+            .get(address)
+            .map(|m| {
+                std::iter::once(m.pool.clone())
+                    .chain(m.long_poll.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Asks the monitor of `address` (or of every member) to check now.
@@ -293,14 +316,19 @@ impl Topology {
             if let Some(m) = lock(&i.members).remove(address) {
                 m.cancel.cancel();
                 m.pool.close();
+                if let Some(p) = &m.long_poll {
+                    p.close();
+                }
             }
             i.metrics
                 .forget_member(&address.to_string(), ServerKind::ALL.iter().map(|k| k.as_str()));
+            i.metrics
+                .forget_member(&format!("{address}/long-poll"), std::iter::empty());
             let dropped = i.pins.drop_member(address);
             tracing::info!(member = %address, dropped_cursor_pins = dropped, "member removed from topology");
         }
         for clear in &update.pools_to_clear {
-            if let Some(pool) = self.pool(&clear.address) {
+            for pool in self.member_pools(&clear.address) {
                 let why = sdam.desc.server(&clear.address).and_then(|s| s.error.clone());
                 pool.clear_to(
                     clear.new_generation,
@@ -310,7 +338,7 @@ impl Topology {
             }
         }
         for address in &update.pools_ready {
-            if let Some(pool) = self.pool(address) {
+            for pool in self.member_pools(address) {
                 pool.mark_ready();
             }
         }
@@ -397,6 +425,24 @@ impl Topology {
         );
         let cancel = i.cancel.child_token();
         pool.spawn_maintenance(&i.tracker, cancel.clone());
+        let long_poll = (i.config.long_poll_pool_size > 0).then(|| {
+            let options = crate::pool::PoolOptions {
+                max_size: i.config.long_poll_pool_size,
+                min_size: 0,
+                ..i.config.pool.clone()
+            };
+            // Its own series (member label "<host:port>/long-poll"), so that the main
+            // pool's gauges keep meaning what they say.
+            let label = format!("{label}/long-poll");
+            let p = Pool::new(
+                address.clone(),
+                options,
+                i.config.connect.clone(),
+                i.metrics.pool(&label),
+            );
+            p.spawn_maintenance(&i.tracker, cancel.clone());
+            p
+        });
         let check_now = Arc::new(Notify::new());
         i.tracker.spawn(monitor::run(
             self.clone(),
@@ -409,6 +455,7 @@ impl Topology {
             address,
             Member {
                 pool,
+                long_poll,
                 check_now,
                 cancel,
             },
@@ -428,6 +475,9 @@ impl Topology {
         for m in lock(&self.inner.members).values() {
             m.cancel.cancel();
             m.pool.close();
+            if let Some(p) = &m.long_poll {
+                p.close();
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Settings {
     pub max_idle_time_ms: Option<u64>,
     pub max_lifetime_ms: Option<u64>,
     pub wait_queue_timeout_ms: Option<u64>,
+    pub long_poll_pool_size: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub socket_timeout_ms: Option<u64>,
     pub server_selection_timeout_ms: Option<u64>,
@@ -55,6 +56,7 @@ macro_rules! for_each_field {
         $m!(max_idle_time_ms, u64);
         $m!(max_lifetime_ms, u64);
         $m!(wait_queue_timeout_ms, u64);
+        $m!(long_poll_pool_size, u64);
         $m!(connect_timeout_ms, u64);
         $m!(socket_timeout_ms, u64);
         $m!(server_selection_timeout_ms, u64);

@@ -130,6 +130,7 @@ fn shipped_example_config_is_valid_and_matches_defaults() {
     assert_eq!(example.seeds, defaults.seeds);
     assert_eq!(example.pool.max_size, defaults.pool.max_size);
     assert_eq!(example.pool.wait_queue_timeout, defaults.pool.wait_queue_timeout);
+    assert_eq!(example.long_poll_pool_size, defaults.long_poll_pool_size);
     assert_eq!(
         example.server_selection_timeout,
         defaults.server_selection_timeout

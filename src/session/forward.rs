@@ -124,21 +124,25 @@ impl Session {
         avoid: Option<ServerAddress>,
     ) -> Result<(ServerAddress, Pool), ProxyError> {
         match target {
-            Target::Pinned(address, kind) => self
-                .ctx
-                .topology
-                .pool(address)
-                .map(|p| (address.clone(), p))
-                .ok_or_else(|| {
-                    let what = match kind {
-                        PinKind::Cursor => "holding this cursor",
-                        PinKind::Transaction => "running this transaction",
-                    };
-                    ProxyError::new(
-                        ErrorCode::HostUnreachable,
-                        format!("the member {address} {what} is no longer part of the topology"),
-                    )
-                }),
+            Target::Pinned(address, kind) => {
+                let topology = &self.ctx.topology;
+                if plan.cursor_kind.long_poll() && plan.name == CommandName::GetMore {
+                    topology.long_poll_pool(address)
+                } else {
+                    topology.pool(address)
+                }
+            }
+            .map(|p| (address.clone(), p))
+            .ok_or_else(|| {
+                let what = match kind {
+                    PinKind::Cursor => "holding this cursor",
+                    PinKind::Transaction => "running this transaction",
+                };
+                ProxyError::new(
+                    ErrorCode::HostUnreachable,
+                    format!("the member {address} {what} is no longer part of the topology"),
+                )
+            }),
             Target::Select(criteria) => {
                 // Inside a transaction a missing primary is reported at once, never
                 // buffered; commit and abort wait for one (the driver retries them once,
@@ -258,7 +262,7 @@ impl Session {
             _ => {}
         }
         if let Some(id) = info.cursor_id.filter(|id| *id != 0 && info.ok) {
-            pins.pin_cursor(id, address, plan.facts.change_stream);
+            pins.pin_cursor(id, address, plan.cursor_kind);
         }
         if let Some(lsid) = &plan.lsid {
             if plan.start_transaction {

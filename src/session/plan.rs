@@ -2,7 +2,7 @@
 //! and the few facts that decide pins, labels and compression.
 
 use crate::command::{Command, CommandName};
-use crate::pins::Pins;
+use crate::pins::{CursorKind, Pins};
 use crate::retry::{self, Facts};
 use crate::router::{kill_cursors_ids, route, PinLookup, Target};
 use crate::wire::OpMsg;
@@ -20,6 +20,8 @@ pub(super) struct Plan {
     pub lsid: Option<Vec<u8>>,
     pub cursor_ids: Vec<i64>,
     pub compressible: bool,
+    /// The cursor this command opens (find, aggregate) or continues (getMore).
+    pub cursor_kind: CursorKind,
     /// lsid + txnNumber of a retryable write, for the attempt cap.
     pub write_id: Option<(Vec<u8>, i64)>,
 }
@@ -36,10 +38,18 @@ impl Plan {
             CommandName::CommitTransaction | CommandName::AbortTransaction
         );
         let mut lookup = PinLookup::default();
-        let mut change_stream = opens_change_stream(cmd, msg);
-        if let Some((address, stream)) = cursor_ids.first().and_then(|id| pins.cursor(*id)) {
+        let mut cursor_kind = if opens_change_stream(cmd, msg) {
+            CursorKind::ChangeStream
+        } else if cmd.await_data && cmd.known == CommandName::Find {
+            CursorKind::TailableAwait
+        } else {
+            CursorKind::Plain
+        };
+        if let Some((address, kind)) = cursor_ids.first().and_then(|id| pins.cursor(*id)) {
             lookup.cursor = Some(address);
-            change_stream |= stream && cmd.known == CommandName::GetMore;
+            if cmd.known == CommandName::GetMore {
+                cursor_kind = kind;
+            }
         }
         let lsid = cmd.lsid.filter(|_| cmd.in_transaction || txn_end);
         if let Some(lsid) = lsid {
@@ -57,8 +67,9 @@ impl Plan {
                 retryable_write: cmd.is_retryable_write(),
                 in_transaction: cmd.in_transaction,
                 more_to_come: msg.more_to_come(),
-                change_stream,
+                change_stream: cursor_kind == CursorKind::ChangeStream,
             },
+            cursor_kind,
             start_transaction: cmd.start_transaction,
             lsid: lsid
                 .filter(|_| cmd.start_transaction || txn_end)
