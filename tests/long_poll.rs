@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::peers::Secantus;
 use common::proxy::TestProxy;
-use futures::StreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::{Client, Collection};
 
