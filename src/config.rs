@@ -56,6 +56,8 @@ pub struct Config {
     /// awaitData cursors), apart from `pool` so that they never take the connections
     /// ordinary requests need. 0 sends them through `pool`.
     pub long_poll_pool_size: usize,
+    /// configureFailPoint/failCommand at the proxy ([`crate::failpoint`]).
+    pub enable_test_commands: bool,
     pub connect: ConnectOptions,
     pub server_selection_timeout: Duration,
     pub heartbeat_frequency: Duration,
@@ -263,6 +265,7 @@ impl Config {
                 wait_queue_timeout,
             },
             long_poll_pool_size: to_usize("long_poll_pool_size", s.long_poll_pool_size.unwrap_or(16))?,
+            enable_test_commands: s.enable_test_commands.unwrap_or(false),
             connect: ConnectOptions {
                 connect_timeout,
                 socket_timeout,

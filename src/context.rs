@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::attempts::AttemptLedger;
 use crate::config::Config;
+use crate::failpoint::FailPoints;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::pins::Pins;
 use crate::topology::Topology;
@@ -18,6 +19,8 @@ pub struct Context {
     pub pins: Arc<Pins>,
     /// Server attempts per retryable write, across the proxy's and the driver's retries.
     pub attempts: AttemptLedger,
+    /// Present only with `enable_test_commands`.
+    pub failpoints: Option<FailPoints>,
     next_connection_id: AtomicI64,
     /// Open client connections, checked against max_client_connections at accept.
     pub clients: AtomicUsize,
@@ -26,6 +29,7 @@ pub struct Context {
 impl Context {
     pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics, pins: Arc<Pins>) -> Self {
         let requests = RequestMetrics::new(&metrics);
+        let failpoints = config.enable_test_commands.then(FailPoints::default);
         Self {
             config,
             topology,
@@ -33,6 +37,7 @@ impl Context {
             requests,
             pins,
             attempts: AttemptLedger::default(),
+            failpoints,
             next_connection_id: AtomicI64::new(1),
             clients: AtomicUsize::new(0),
         }

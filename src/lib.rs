@@ -38,6 +38,7 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod errors;
+pub mod failpoint;
 pub mod handshake;
 pub mod metrics;
 pub mod pins;

@@ -30,6 +30,10 @@ struct Cli {
     /// maxPoolSize per upstream member.
     #[arg(long)]
     max_pool_size: Option<u64>,
+    /// Answer configureFailPoint (failCommand) at the proxy, as a mongos started with
+    /// --enable-test-commands does. For drivers' test suites only.
+    #[arg(long)]
+    enable_test_commands: bool,
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
@@ -46,6 +50,7 @@ impl Cli {
             admin: self.admin.clone(),
             unix_socket: self.unix_socket.clone(),
             max_pool_size: self.max_pool_size,
+            enable_test_commands: self.enable_test_commands.then_some(true),
             log_format: self.log_format.clone(),
             log_level: self.log_level.clone(),
             ..Settings::default()

@@ -1,12 +1,15 @@
 //! One client connection: read a frame, decide, answer locally or forward, write the
 //! reply. Upstream connections are held only for the duration of one request.
 
+mod failpoint;
 mod forward;
 mod io;
 mod local;
 mod plan;
 
 pub use io::ClientStream;
+
+use failpoint::{with_write_concern_error, FailPointOutcome};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -193,6 +196,7 @@ impl Session {
         started: Instant,
     ) -> Result<(), End> {
         let request_id = frame.request_id();
+        let mut write_concern_error = None;
         let plan = {
             let msg = match OpMsg::parse(&frame) {
                 Ok(m) => m,
@@ -211,6 +215,15 @@ impl Session {
                 Err(e) => return Err(self.protocol_error(&e)),
             };
             let cmd = Command::parse(msg.body);
+            if self.ctx.failpoints.is_some() {
+                match self
+                    .test_fail_point(&cmd, msg.body, request_id, compressor)
+                    .await?
+                {
+                    FailPointOutcome::Answered => return Ok(()),
+                    FailPointOutcome::Forward(wce) => write_concern_error = wce,
+                }
+            }
             if cmd.known.is_hello() {
                 let known = cmd.known;
                 self.hello(request_id, &cmd, msg.body, msg.flags, compressor)
@@ -228,6 +241,10 @@ impl Session {
             plan::Plan::new(&cmd, &msg, &self.ctx.pins)
         };
         let (reply, outcome) = self.forward(&plan, frame, request_id).await;
+        let reply = match (reply, write_concern_error) {
+            (Some(r), Some(wce)) => Some(with_write_concern_error(r, wce)),
+            (r, _) => r,
+        };
         if let Some(reply) = reply {
             self.write(reply, compressor.filter(|_| plan.compressible))
                 .await?;

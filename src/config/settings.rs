@@ -42,6 +42,10 @@ pub struct Settings {
 
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+
+    /// `configureFailPoint` answered by the proxy itself, as mongos's
+    /// `--enable-test-commands` does (for drivers' test suites; never in production).
+    pub enable_test_commands: Option<bool>,
 }
 
 macro_rules! for_each_field {
@@ -73,6 +77,7 @@ macro_rules! for_each_field {
         $m!(failover_max_buffered, u64);
         $m!(log_format, str);
         $m!(log_level, str);
+        $m!(enable_test_commands, bool);
     };
 }
 
@@ -145,6 +150,15 @@ impl Settings {
             (@parse path, $var:ident, $value:ident) => { PathBuf::from($value) };
             (@parse list, $var:ident, $value:ident) => {
                 $value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+            };
+            (@parse bool, $var:ident, $value:ident) => {
+                match $value.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(SettingsError::Env {
+                        var: $var.clone(), value: $value.clone(), expected: "boolean (true/false)",
+                    }),
+                }
             };
             (@parse u64, $var:ident, $value:ident) => {
                 $value.trim().parse::<u64>().map_err(|_| SettingsError::Env {

@@ -1,0 +1,282 @@
+//! `configureFailPoint` with `failCommand`, at the proxy, as a mongos has it. Off unless
+//! `enable_test_commands` is set (mongod's and mongos's `--enable-test-commands`); off,
+//! `configureFailPoint` is forwarded to the server like any command. Drivers' own test
+//! suites set fail points on the mongos they talk to, so with this on they test
+//! mongoplex exactly as they test a mongos.
+//!
+//! Supported data: `failCommands`, `errorCode`, `errorLabels`, `closeConnection`,
+//! `blockConnection` + `blockTimeMS`, `writeConcernError`, `appName`; modes `alwaysOn`,
+//! `off`, `{times: n}` and `{skip: n}`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bson::{Bson, Document, RawDocument};
+
+use crate::command::as_i64;
+use crate::errors::{RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
+
+/// Codes a 4.4+ server labels RetryableWriteError on a retryable write.
+const RETRYABLE_CODES: &[i32] = &[6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    AlwaysOn,
+    Times(i64),
+    Skip(i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Armed {
+    mode: Mode,
+    commands: Vec<String>,
+    app_name: Option<String>,
+    error_code: Option<i32>,
+    error_labels: Option<Vec<String>>,
+    close_connection: bool,
+    block: Option<Duration>,
+    write_concern_error: Option<Document>,
+}
+
+/// What a fired fail point does to one command, in this order: block, then close, or
+/// answer with an error, or run the command and attach a writeConcernError.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fire {
+    pub block: Option<Duration>,
+    pub close_connection: bool,
+    /// The complete error reply.
+    pub error: Option<Document>,
+    pub write_concern_error: Option<Document>,
+}
+
+/// What the command that meets the fail point is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub app_name: Option<&'a str>,
+    pub retryable_write: bool,
+    pub txn_end: bool,
+    pub in_transaction: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct FailPoints {
+    armed: Mutex<Option<Armed>>,
+}
+
+impl FailPoints {
+    /// Applies a `configureFailPoint: "failCommand"` command. Returns an error message
+    /// for a malformed one (the reply is then `ok: 0`, code 2 BadValue).
+    pub fn configure(&self, body: &RawDocument) -> Result<(), String> {
+        let doc = Document::try_from(body).map_err(|e| e.to_string())?;
+        let mode = match doc.get("mode") {
+            Some(Bson::String(m)) if m == "alwaysOn" => Mode::AlwaysOn,
+            Some(Bson::String(m)) if m == "off" => Mode::Off,
+            Some(Bson::Document(m)) => {
+                let n = |k: &str| m.get(k).and_then(|v| v.as_raw_bson_ref_i64());
+                match (n("times"), n("skip")) {
+                    (Some(t), _) => Mode::Times(t),
+                    (_, Some(s)) => Mode::Skip(s),
+                    _ => return Err(format!("unsupported fail point mode {m}")),
+                }
+            }
+            other => return Err(format!("unsupported fail point mode {other:?}")),
+        };
+        let mut guard = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        if mode == Mode::Off {
+            *guard = None;
+            return Ok(());
+        }
+        let data = doc.get_document("data").cloned().unwrap_or_default();
+        let strings = |k: &str| -> Option<Vec<String>> {
+            data.get_array(k)
+                .ok()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        };
+        let code = data.get("errorCode").and_then(|v| v.as_raw_bson_ref_i64());
+        let block = data.get_bool("blockConnection").unwrap_or(false).then(|| {
+            let ms = data
+                .get("blockTimeMS")
+                .and_then(|v| v.as_raw_bson_ref_i64())
+                .unwrap_or(0);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        });
+        *guard = Some(Armed {
+            mode,
+            commands: strings("failCommands").unwrap_or_default(),
+            app_name: data.get_str("appName").ok().map(str::to_owned),
+            error_code: code.and_then(|c| i32::try_from(c).ok()),
+            error_labels: strings("errorLabels"),
+            close_connection: data.get_bool("closeConnection").unwrap_or(false),
+            block,
+            write_concern_error: data.get_document("writeConcernError").ok().cloned(),
+        });
+        Ok(())
+    }
+
+    /// Whether the fail point fires for this command, and what it does. Counts down
+    /// `times` and `skip`.
+    pub fn fire(&self, t: &Target<'_>) -> Option<Fire> {
+        let mut guard = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let armed = guard.as_mut()?;
+        if !armed.commands.iter().any(|c| c == t.name) {
+            return None;
+        }
+        if armed.app_name.is_some() && armed.app_name.as_deref() != t.app_name {
+            return None;
+        }
+        match &mut armed.mode {
+            Mode::Off => return None,
+            Mode::AlwaysOn => {}
+            Mode::Skip(n) if *n > 0 => {
+                *n -= 1;
+                return None;
+            }
+            Mode::Skip(_) => {}
+            Mode::Times(n) if *n <= 0 => return None,
+            Mode::Times(n) => *n -= 1,
+        }
+        let fire = Fire {
+            block: armed.block,
+            close_connection: armed.close_connection,
+            error: armed
+                .error_code
+                .map(|code| error_reply(code, armed.error_labels.as_deref(), t)),
+            write_concern_error: armed.write_concern_error.clone(),
+        };
+        if matches!(armed.mode, Mode::Times(0)) {
+            *guard = None;
+        }
+        Some(fire)
+    }
+}
+
+/// The error a server gives for a fired `errorCode`: the configured labels, or those a
+/// 4.4+ server computes for the command.
+fn error_reply(code: i32, labels: Option<&[String]>, t: &Target<'_>) -> Document {
+    let mut doc = bson::doc! {
+        "ok": 0.0,
+        "errmsg": "Failing command via 'failCommand' failpoint",
+        "code": code,
+    };
+    let labels: Vec<Bson> = match labels {
+        Some(l) => l.iter().map(|s| Bson::from(s.as_str())).collect(),
+        None => {
+            let mut l = Vec::new();
+            if (t.retryable_write || t.txn_end) && RETRYABLE_CODES.contains(&code) {
+                l.push(Bson::from(RETRYABLE_WRITE_ERROR));
+            }
+            if t.in_transaction && !t.txn_end && RETRYABLE_CODES.contains(&code) {
+                l.push(Bson::from(TRANSIENT_TRANSACTION_ERROR));
+            }
+            l
+        }
+    };
+    if !labels.is_empty() {
+        doc.insert("errorLabels", labels);
+    }
+    doc
+}
+
+trait AsI64 {
+    fn as_raw_bson_ref_i64(&self) -> Option<i64>;
+}
+
+impl AsI64 for Bson {
+    fn as_raw_bson_ref_i64(&self) -> Option<i64> {
+        match self {
+            Bson::Int32(n) => Some(i64::from(*n)),
+            Bson::Int64(n) => Some(*n),
+            Bson::Double(f) => as_i64(bson::RawBsonRef::Double(*f)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::rawdoc;
+
+    fn insert<'a>() -> Target<'a> {
+        Target {
+            name: "insert",
+            app_name: Some("app"),
+            retryable_write: true,
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn times_skip_off_and_matching() {
+        let fp = FailPoints::default();
+        fp.configure(
+            &rawdoc! { "configureFailPoint": "failCommand", "mode": { "times": 2 },
+            "data": { "failCommands": ["insert"], "errorCode": 10107 } },
+        )
+        .unwrap();
+        assert!(fp
+            .fire(&Target {
+                name: "find",
+                ..insert()
+            })
+            .is_none());
+        let f = fp.fire(&insert()).unwrap();
+        let e = f.error.unwrap();
+        assert_eq!(e.get_i32("code").unwrap(), 10107);
+        assert_eq!(
+            e.get_array("errorLabels").unwrap(),
+            &vec![Bson::from("RetryableWriteError")]
+        );
+        assert!(fp.fire(&insert()).is_some());
+        assert!(fp.fire(&insert()).is_none(), "times: 2 is spent");
+
+        fp.configure(
+            &rawdoc! { "configureFailPoint": "failCommand", "mode": { "skip": 1 },
+            "data": { "failCommands": ["insert"], "closeConnection": true, "appName": "app" } },
+        )
+        .unwrap();
+        assert!(fp.fire(&insert()).is_none(), "skipped once");
+        assert!(fp.fire(&insert()).unwrap().close_connection);
+        assert!(fp
+            .fire(&Target {
+                app_name: Some("other"),
+                ..insert()
+            })
+            .is_none());
+        fp.configure(&rawdoc! { "configureFailPoint": "failCommand", "mode": "off" })
+            .unwrap();
+        assert!(fp.fire(&insert()).is_none());
+    }
+
+    #[test]
+    fn labels_block_and_write_concern_error() {
+        let fp = FailPoints::default();
+        fp.configure(
+            &rawdoc! { "configureFailPoint": "failCommand", "mode": "alwaysOn",
+            "data": { "failCommands": ["insert"], "errorCode": 91, "errorLabels": [],
+                      "blockConnection": true, "blockTimeMS": 50 } },
+        )
+        .unwrap();
+        let f = fp.fire(&insert()).unwrap();
+        assert_eq!(f.block, Some(Duration::from_millis(50)));
+        assert!(
+            f.error.unwrap().get("errorLabels").is_none(),
+            "explicit empty labels win"
+        );
+        fp.configure(&rawdoc! { "configureFailPoint": "failCommand", "mode": "alwaysOn",
+            "data": { "failCommands": ["commitTransaction"], "writeConcernError": { "code": 91, "errmsg": "x" } } })
+            .unwrap();
+        let commit = Target {
+            name: "commitTransaction",
+            txn_end: true,
+            ..Target::default()
+        };
+        let f = fp.fire(&commit).unwrap();
+        assert!(f.error.is_none());
+        assert_eq!(f.write_concern_error.unwrap().get_i32("code").unwrap(), 91);
+        let bad = fp.configure(&rawdoc! { "configureFailPoint": "failCommand", "mode": "sometimes" });
+        assert!(bad.is_err());
+    }
+}
