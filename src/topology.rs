@@ -434,6 +434,10 @@ impl Topology {
             // Its own series (member label "<host:port>/long-poll"), so that the main
             // pool's gauges keep meaning what they say.
             let label = format!("{label}/long-poll");
+            i.metrics
+                .pool_max_size
+                .with_label_values(&[label.as_str()])
+                .set(i64::try_from(options.max_size).unwrap_or(0));
             let p = Pool::new(
                 address.clone(),
                 options,

@@ -347,7 +347,7 @@ async fn assert_workload_counted(prom: &PromServer) {
 async fn assert_pool_bounded(prom: &PromServer, ops: f64) {
     let max = MAX_POOL as f64;
     let in_use = prom
-        .query("max_over_time(mongoplex_pool_connections{state=\"in_use\"}[1m])")
+        .query("max_over_time(mongoplex_pool_connections{state=\"in_use\",member!~\".*/long-poll\"}[1m])")
         .await;
     assert_eq!(in_use.len(), 1, "one member, one series: {in_use:?}");
     // At most maxPoolSize. The held finds fill the pool across a scrape, so the peak is
@@ -360,7 +360,11 @@ async fn assert_pool_bounded(prom: &PromServer, ops: f64) {
         total.is_some_and(|n| (1.0..=max).contains(&n)),
         "pool total peaked at {total:?}"
     );
-    assert_eq!(prom.value("max(mongoplex_pool_max_size)").await, Some(max));
+    assert_eq!(
+        prom.value("max(mongoplex_pool_max_size{member!~\".*/long-poll\"})")
+            .await,
+        Some(max)
+    );
     let created = prom.value("sum(mongoplex_pool_connections_created_total)").await;
     assert!(
         created.is_some_and(|n| (1.0..=max).contains(&n)),
