@@ -34,6 +34,13 @@ pub enum UpstreamError {
     Timeout { address: ServerAddress, ms: u128 },
     #[error("request to {address} interrupted: the member stopped answering its monitor")]
     Interrupted { address: ServerAddress },
+    #[error("reply from {address} out of step: expected responseTo {}, got {got}; connection discarded", .expected.map_or_else(|| "none (no request outstanding)".to_string(), |e| e.to_string()))]
+    ResponseMismatch {
+        address: ServerAddress,
+        /// The requestID awaited, `None` when no request was outstanding.
+        expected: Option<i32>,
+        got: i32,
+    },
     #[error("bad reply from {address}: {source}")]
     Protocol {
         address: ServerAddress,
@@ -57,6 +64,7 @@ impl UpstreamError {
             Self::Timeout { .. } => "timeout",
             Self::Protocol { .. } => "protocol",
             Self::Interrupted { .. } => "interrupted",
+            Self::ResponseMismatch { .. } => "response_mismatch",
         }
     }
 }

@@ -10,7 +10,10 @@ use super::stream::UpstreamStream;
 use super::UpstreamError;
 use crate::address::ServerAddress;
 use crate::command::as_i64;
-use crate::wire::{build_msg, refresh_checksum, Frame, FrameReader, OpMsg, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::wire::{
+    build_msg, refresh_checksum, Frame, FrameReader, OpCode, OpMsg, DEFAULT_MAX_MESSAGE_SIZE,
+    MSG_MORE_TO_COME,
+};
 
 /// How to reach and greet a server. Credentials and TLS settings join this struct.
 #[derive(Debug, Clone)]
@@ -55,9 +58,10 @@ pub struct UpstreamConn {
     max_message_size: usize,
     /// Set when an exchange failed midway: the connection must not be reused.
     pub broken: bool,
-    /// A request was sent and its reply not yet read; if the connection is returned in
-    /// this state (the client went away mid-request) it cannot be reused.
-    awaiting_reply: bool,
+    /// The requestID whose reply has not been read yet; if the connection is returned in
+    /// this state (the client went away mid-request) it cannot be reused. A reply must
+    /// echo it as responseTo, or the stream is out of step and the connection is broken.
+    awaiting_reply: Option<i32>,
     pub hello: HelloSummary,
 }
 
@@ -99,7 +103,7 @@ impl UpstreamConn {
             socket_timeout: Some(opts.connect_timeout),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             broken: false,
-            awaiting_reply: false,
+            awaiting_reply: None,
             hello: HelloSummary {
                 max_wire_version: 0,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -168,7 +172,7 @@ impl UpstreamConn {
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         frame.set_request_id(id);
         refresh_checksum(frame);
-        self.awaiting_reply = expect_reply;
+        self.awaiting_reply = expect_reply.then_some(id);
         if let Err(source) = self.io.write_all(frame.as_bytes()).await {
             self.broken = true;
             return Err(UpstreamError::Io {
@@ -198,10 +202,7 @@ impl UpstreamConn {
             None => read.await,
         };
         match result {
-            Ok(Some(frame)) => {
-                self.awaiting_reply = false;
-                Ok(frame)
-            }
+            Ok(Some(frame)) => self.check_response_to(frame),
             Ok(None) => {
                 self.broken = true;
                 Err(UpstreamError::Closed {
@@ -225,6 +226,29 @@ impl UpstreamConn {
         }
     }
 
+    /// Accepts a reply only if it answers the request awaited on this connection. Anything
+    /// else (a late reply to an earlier request, or bytes nobody asked for) means the
+    /// stream is out of step: the connection is broken and the frame is not handed out.
+    fn check_response_to(&mut self, frame: Frame) -> Result<Frame, UpstreamError> {
+        let got = frame.response_to();
+        match self.awaiting_reply {
+            Some(expected) if expected == got => {
+                // An exhaust reply (moreToCome) is followed by another, answering this one.
+                self.awaiting_reply = more_to_come(&frame).then(|| frame.request_id());
+                Ok(frame)
+            }
+            expected => {
+                self.broken = true;
+                self.awaiting_reply = None;
+                Err(UpstreamError::ResponseMismatch {
+                    address: self.address.clone(),
+                    expected,
+                    got,
+                })
+            }
+        }
+    }
+
     /// Sends a request and waits for its reply.
     pub async fn round_trip(&mut self, frame: &mut Frame) -> Result<Frame, UpstreamError> {
         self.send(frame, true).await?;
@@ -232,7 +256,7 @@ impl UpstreamConn {
     }
 
     pub fn looks_alive(&self) -> bool {
-        !self.broken && !self.awaiting_reply && self.reader.is_idle() && self.io.looks_alive()
+        !self.broken && self.awaiting_reply.is_none() && self.reader.is_idle() && self.io.looks_alive()
     }
 
     /// Changes the bound on waiting for a reply (e.g. an awaitable hello waits at the
@@ -243,10 +267,19 @@ impl UpstreamConn {
 
     /// Whether the connection can go back to the pool.
     pub fn reusable(&self) -> bool {
-        !self.broken && !self.awaiting_reply
+        !self.broken && self.awaiting_reply.is_none()
     }
 
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
     }
+}
+
+/// Whether an OP_MSG reply says another reply follows it.
+fn more_to_come(frame: &Frame) -> bool {
+    frame.op_code() == Some(OpCode::Msg)
+        && frame
+            .payload()
+            .get(..4)
+            .is_some_and(|f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]) & MSG_MORE_TO_COME != 0)
 }
