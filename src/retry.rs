@@ -45,10 +45,7 @@ pub struct Facts {
 
 impl Facts {
     fn txn_end(&self) -> bool {
-        matches!(
-            self.name,
-            CommandName::CommitTransaction | CommandName::AbortTransaction
-        )
+        self.name.ends_transaction()
     }
 
     fn idempotent(&self) -> bool {

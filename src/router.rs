@@ -51,12 +51,7 @@ pub fn route(cmd: &Command<'_>, pins: &PinLookup) -> Target {
         }
     }
     // Every command of a transaction after the first goes where the transaction began.
-    if (cmd.in_transaction && !cmd.start_transaction)
-        || matches!(
-            cmd.known,
-            CommandName::CommitTransaction | CommandName::AbortTransaction
-        )
-    {
+    if (cmd.in_transaction && !cmd.start_transaction) || cmd.known.ends_transaction() {
         if let Some(addr) = &pins.transaction {
             return Target::Pinned(addr.clone(), PinKind::Transaction);
         }

@@ -72,6 +72,11 @@ impl CommandName {
         matches!(self, Self::Hello | Self::IsMaster | Self::IsMasterLower)
     }
 
+    /// commitTransaction and abortTransaction.
+    pub fn ends_transaction(self) -> bool {
+        matches!(self, Self::CommitTransaction | Self::AbortTransaction)
+    }
+
     /// Commands whose messages must never be compressed (the compression spec's list).
     pub fn never_compressed(self) -> bool {
         self.is_hello() || matches!(self, Self::SaslStart | Self::SaslContinue | Self::Authenticate)

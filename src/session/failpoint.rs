@@ -4,7 +4,7 @@
 use bson::{rawdoc, Document, RawDocument};
 
 use super::{End, Session};
-use crate::command::{Command, CommandName};
+use crate::command::Command;
 use crate::errors::{ErrorCode, ProxyError};
 use crate::failpoint::Target;
 use crate::wire::{build_msg, Compressor, Frame, OpMsg, MSG_CHECKSUM_PRESENT};
@@ -38,15 +38,11 @@ impl Session {
                 .await?;
             return Ok(FailPointOutcome::Answered);
         }
-        let txn_end = matches!(
-            cmd.known,
-            CommandName::CommitTransaction | CommandName::AbortTransaction
-        );
         let target = Target {
             name: cmd.name,
             app_name: self.meta.as_ref().and_then(|m| m.app_name.as_deref()),
             retryable_write: cmd.is_retryable_write(),
-            txn_end,
+            txn_end: cmd.known.ends_transaction(),
             in_transaction: cmd.in_transaction,
         };
         let Some(fire) = fp.fire(&target) else {

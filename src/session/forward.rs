@@ -147,11 +147,7 @@ impl Session {
                 // Inside a transaction a missing primary is reported at once, never
                 // buffered; commit and abort wait for one (the driver retries them once,
                 // and after a dropped connection the member is re-checked at once).
-                let txn_end = matches!(
-                    plan.name,
-                    CommandName::CommitTransaction | CommandName::AbortTransaction
-                );
-                let buffer = !plan.facts.in_transaction || txn_end;
+                let buffer = !plan.facts.in_transaction || plan.name.ends_transaction();
                 match self.ctx.topology.select(criteria, buffer, avoid).await {
                     Ok(s) => Ok((s.address, s.pool)),
                     Err(e @ SelectError::InvalidReadPreference(_)) => {

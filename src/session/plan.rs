@@ -33,10 +33,7 @@ impl Plan {
             CommandName::KillCursors => kill_cursors_ids(msg.body),
             _ => Vec::new(),
         };
-        let txn_end = matches!(
-            cmd.known,
-            CommandName::CommitTransaction | CommandName::AbortTransaction
-        );
+        let txn_end = cmd.known.ends_transaction();
         let mut lookup = PinLookup::default();
         let mut cursor_kind = if opens_change_stream(cmd, msg) {
             CursorKind::ChangeStream
