@@ -40,6 +40,19 @@ struct Member {
     cancel: CancellationToken,
 }
 
+impl Member {
+    /// The main pool, then the long-poll pool where there is one.
+    fn pools(&self) -> impl Iterator<Item = &Pool> {
+        std::iter::once(&self.pool).chain(self.long_poll.as_ref())
+    }
+
+    /// Stops the monitor and closes both pools.
+    fn stop(&self) {
+        self.cancel.cancel();
+        self.pools().for_each(Pool::close);
+    }
+}
+
 /// SDAM state; every outcome is applied under this one lock, in order.
 #[derive(Debug)]
 struct Sdam {
@@ -153,11 +166,7 @@ impl Topology {
     fn member_pools(&self, address: &ServerAddress) -> Vec<Pool> {
         lock(&self.inner.members)
             .get(address)
-            .map(|m| {
-                std::iter::once(m.pool.clone())
-                    .chain(m.long_poll.clone())
-                    .collect()
-            })
+            .map(|m| m.pools().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -314,11 +323,7 @@ impl Topology {
         let i = &self.inner;
         for address in &update.removed {
             if let Some(m) = lock(&i.members).remove(address) {
-                m.cancel.cancel();
-                m.pool.close();
-                if let Some(p) = &m.long_poll {
-                    p.close();
-                }
+                m.stop();
             }
             i.metrics
                 .forget_member(&address.to_string(), ServerKind::ALL.iter().map(|k| k.as_str()));
@@ -477,11 +482,7 @@ impl Topology {
     /// Stops every monitor and closes every pool.
     pub fn shutdown(&self) {
         for m in lock(&self.inner.members).values() {
-            m.cancel.cancel();
-            m.pool.close();
-            if let Some(p) = &m.long_poll {
-                p.close();
-            }
+            m.stop();
         }
     }
 }
