@@ -11,13 +11,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bson::{Bson, Document, RawDocument};
+use bson::{Bson, Document, RawBsonRef, RawDocument};
 
 use crate::command::as_i64;
 use crate::errors::{RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-
-/// Codes a 4.4+ server labels RetryableWriteError on a retryable write.
-const RETRYABLE_CODES: &[i32] = &[6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
+use crate::retry::RETRYABLE_WRITE_CODES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -69,16 +67,15 @@ impl FailPoints {
     /// Applies a `configureFailPoint: "failCommand"` command. Returns an error message
     /// for a malformed one (the reply is then `ok: 0`, code 2 BadValue).
     pub fn configure(&self, body: &RawDocument) -> Result<(), String> {
-        let doc = Document::try_from(body).map_err(|e| e.to_string())?;
-        let mode = match doc.get("mode") {
-            Some(Bson::String(m)) if m == "alwaysOn" => Mode::AlwaysOn,
-            Some(Bson::String(m)) if m == "off" => Mode::Off,
-            Some(Bson::Document(m)) => {
-                let n = |k: &str| m.get(k).and_then(|v| v.as_raw_bson_ref_i64());
+        let mode = match field(body, "mode") {
+            Some(RawBsonRef::String("alwaysOn")) => Mode::AlwaysOn,
+            Some(RawBsonRef::String("off")) => Mode::Off,
+            Some(RawBsonRef::Document(m)) => {
+                let n = |k: &str| field(m, k).and_then(as_i64);
                 match (n("times"), n("skip")) {
                     (Some(t), _) => Mode::Times(t),
                     (_, Some(s)) => Mode::Skip(s),
-                    _ => return Err(format!("unsupported fail point mode {m}")),
+                    _ => return Err(format!("unsupported fail point mode {m:?}")),
                 }
             }
             other => return Err(format!("unsupported fail point mode {other:?}")),
@@ -88,20 +85,24 @@ impl FailPoints {
             *guard = None;
             return Ok(());
         }
-        let data = doc.get_document("data").cloned().unwrap_or_default();
+        let empty = bson::rawdoc! {};
+        let data = body.get_document("data").unwrap_or(&empty);
         let strings = |k: &str| -> Option<Vec<String>> {
-            data.get_array(k)
-                .ok()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            data.get_array(k).ok().map(|a| {
+                a.into_iter()
+                    .filter_map(|v| v.ok()?.as_str().map(str::to_owned))
+                    .collect()
+            })
         };
-        let code = data.get("errorCode").and_then(|v| v.as_raw_bson_ref_i64());
+        let code = field(data, "errorCode").and_then(as_i64);
         let block = data.get_bool("blockConnection").unwrap_or(false).then(|| {
-            let ms = data
-                .get("blockTimeMS")
-                .and_then(|v| v.as_raw_bson_ref_i64())
-                .unwrap_or(0);
+            let ms = field(data, "blockTimeMS").and_then(as_i64).unwrap_or(0);
             Duration::from_millis(u64::try_from(ms).unwrap_or(0))
         });
+        let write_concern_error = match data.get_document("writeConcernError") {
+            Ok(wce) => Some(Document::try_from(wce).map_err(|e| e.to_string())?),
+            Err(_) => None,
+        };
         *guard = Some(Armed {
             mode,
             commands: strings("failCommands").unwrap_or_default(),
@@ -110,7 +111,7 @@ impl FailPoints {
             error_labels: strings("errorLabels"),
             close_connection: data.get_bool("closeConnection").unwrap_or(false),
             block,
-            write_concern_error: data.get_document("writeConcernError").ok().cloned(),
+            write_concern_error,
         });
         Ok(())
     }
@@ -152,6 +153,11 @@ impl FailPoints {
     }
 }
 
+/// A field's value; a malformed element reads as absent.
+fn field<'a>(doc: &'a RawDocument, key: &str) -> Option<RawBsonRef<'a>> {
+    doc.get(key).ok().flatten()
+}
+
 /// The error a server gives for a fired `errorCode`: the configured labels, or those a
 /// 4.4+ server computes for the command.
 fn error_reply(code: i32, labels: Option<&[String]>, t: &Target<'_>) -> Document {
@@ -164,10 +170,10 @@ fn error_reply(code: i32, labels: Option<&[String]>, t: &Target<'_>) -> Document
         Some(l) => l.iter().map(|s| Bson::from(s.as_str())).collect(),
         None => {
             let mut l = Vec::new();
-            if (t.retryable_write || t.txn_end) && RETRYABLE_CODES.contains(&code) {
+            if (t.retryable_write || t.txn_end) && RETRYABLE_WRITE_CODES.contains(&code) {
                 l.push(Bson::from(RETRYABLE_WRITE_ERROR));
             }
-            if t.in_transaction && !t.txn_end && RETRYABLE_CODES.contains(&code) {
+            if t.in_transaction && !t.txn_end && RETRYABLE_WRITE_CODES.contains(&code) {
                 l.push(Bson::from(TRANSIENT_TRANSACTION_ERROR));
             }
             l
@@ -177,21 +183,6 @@ fn error_reply(code: i32, labels: Option<&[String]>, t: &Target<'_>) -> Document
         doc.insert("errorLabels", labels);
     }
     doc
-}
-
-trait AsI64 {
-    fn as_raw_bson_ref_i64(&self) -> Option<i64>;
-}
-
-impl AsI64 for Bson {
-    fn as_raw_bson_ref_i64(&self) -> Option<i64> {
-        match self {
-            Bson::Int32(n) => Some(i64::from(*n)),
-            Bson::Int64(n) => Some(*n),
-            Bson::Double(f) => as_i64(bson::RawBsonRef::Double(*f)),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub const UNKNOWN_TRANSACTION_COMMIT_RESULT: &str = "UnknownTransactionCommitRes
 /// From this wire version (MongoDB 4.4) servers label retryable write errors themselves.
 pub const LABELS_RETRYABLE_WRITES_WIRE_VERSION: i32 = 9;
 
+/// Codes a 4.4+ server labels RetryableWriteError on a retryable write (the
+/// retryable-writes spec's list; `RETRYABLE_CODES` adds the read-only 134).
+pub const RETRYABLE_WRITE_CODES: &[i32] = &[6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
+
 /// Codes the retryable-reads and retryable-writes specs treat as retryable.
 const RETRYABLE_CODES: &[i32] = &[
     6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
