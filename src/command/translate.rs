@@ -9,68 +9,48 @@
 //! (RetryableWriteError stays where the server put it), and the member's
 //! `topologyVersion` is dropped: it describes the member, not the proxy.
 
-use bson::{Bson, Document, RawDocument};
+use bson::{Document, RawDocument};
 
+use super::ReplyInfo;
 use crate::errors::ErrorCode;
 use crate::sdam::classify_error;
 
 /// The reply rewritten for the client, or `None` when it carries no state-change code.
 /// `add_label` is appended to `errorLabels` when not already present (the transient
-/// label for a transaction statement), forcing a rewrite.
+/// label for a transaction statement), forcing a rewrite. The decision is made on the
+/// raw reply; only a reply that changes is converted and re-encoded.
 pub fn as_mongos(body: &RawDocument, member: &str, add_label: Option<&str>) -> Option<Vec<u8>> {
-    let mut doc = Document::try_from(body).ok()?;
-    let mut changed = false;
-    let top_level = !doc.get("ok").is_some_and(ok_is_true);
-    if top_level && hide_state_change(&mut doc, member) {
-        doc.remove("topologyVersion");
-        changed = true;
+    let info = ReplyInfo::parse(body);
+    let top_level = !info.ok && classify_error(info.code, info.errmsg.unwrap_or("")).is_some();
+    let wce_code = info.write_concern_code;
+    let in_wce = classify_error(wce_code, info.write_concern_errmsg.unwrap_or("")).is_some();
+    let add_label = add_label.filter(|l| !ReplyInfo::has_label(body, l));
+    if !top_level && !in_wce && add_label.is_none() {
+        return None;
     }
-    if let Ok(wce) = doc.get_document_mut("writeConcernError") {
-        if hide_state_change(wce, member) {
-            doc.remove("topologyVersion");
-            changed = true;
+    let mut doc = Document::try_from(body).ok()?;
+    if top_level {
+        hide_state_change(&mut doc, info.code, member);
+    }
+    if in_wce {
+        if let Ok(wce) = doc.get_document_mut("writeConcernError") {
+            hide_state_change(wce, wce_code, member);
         }
+    }
+    if top_level || in_wce {
+        doc.remove("topologyVersion");
     }
     if let Some(label) = add_label {
         let mut labels = doc.get_array("errorLabels").cloned().unwrap_or_default();
-        if !labels.iter().any(|l| l.as_str() == Some(label)) {
-            labels.push(label.into());
-            doc.insert("errorLabels", labels);
-            changed = true;
-        }
-    }
-    if !changed {
-        return None;
+        labels.push(label.into());
+        doc.insert("errorLabels", labels);
     }
     doc.to_vec().ok()
 }
 
-fn ok_is_true(v: &Bson) -> bool {
-    match v {
-        Bson::Double(f) => *f != 0.0,
-        Bson::Int32(n) => *n != 0,
-        Bson::Int64(n) => *n != 0,
-        Bson::Boolean(b) => *b,
-        _ => false,
-    }
-}
-
-/// Replaces a state-change `code` in `doc` (a reply or a writeConcernError).
-fn hide_state_change(doc: &mut Document, member: &str) -> bool {
-    let code = match doc.get("code") {
-        Some(Bson::Int32(c)) => Some(*c),
-        Some(Bson::Int64(c)) => i32::try_from(*c).ok(),
-        Some(Bson::Double(c)) if c.fract() == 0.0 && c.abs() < 2.0e9 =>
-        {
-            #[allow(clippy::cast_possible_truncation)]
-            Some(*c as i32)
-        }
-        _ => None,
-    };
+/// Replaces the state-change `code` of `doc` (a reply or a writeConcernError).
+fn hide_state_change(doc: &mut Document, code: Option<i32>, member: &str) {
     let errmsg = doc.get_str("errmsg").unwrap_or("").to_owned();
-    if classify_error(code, &errmsg).is_none() {
-        return false;
-    }
     let name = doc.get_str("codeName").unwrap_or("").to_owned();
     let what = match code {
         Some(c) => format!("{name}({c})"),
@@ -83,13 +63,12 @@ fn hide_state_change(doc: &mut Document, member: &str) -> bool {
         "errmsg",
         format!("mongoplex: member {member} replied {what}: {errmsg}"),
     );
-    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::rawdoc;
+    use bson::{rawdoc, Bson};
 
     fn rewrite(body: &bson::RawDocumentBuf, label: Option<&str>) -> Option<Document> {
         as_mongos(body, "m1:27017", label).map(|b| Document::from_reader(&mut b.as_slice()).unwrap())
