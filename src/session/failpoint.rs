@@ -7,7 +7,7 @@ use super::{End, Session};
 use crate::command::Command;
 use crate::errors::{ErrorCode, ProxyError};
 use crate::failpoint::Target;
-use crate::wire::{build_msg, Compressor, Frame, OpMsg, MSG_CHECKSUM_PRESENT};
+use crate::wire::{build_msg, Compressor, Frame};
 
 pub(super) enum FailPointOutcome {
     /// The proxy answered (or closed); nothing goes upstream.
@@ -67,15 +67,10 @@ impl Session {
 
 /// The reply with `writeConcernError` set, as a server's failCommand attaches it.
 pub(super) fn with_write_concern_error(reply: Frame, wce: Document) -> Frame {
-    let Ok(msg) = OpMsg::parse(&reply) else {
-        return reply;
+    let attach = |body: &RawDocument| {
+        let mut doc = Document::try_from(body).ok()?;
+        doc.insert("writeConcernError", wce);
+        doc.to_vec().ok()
     };
-    let Ok(mut doc) = Document::try_from(msg.body) else {
-        return reply;
-    };
-    doc.insert("writeConcernError", wce);
-    let Ok(bytes) = doc.to_vec() else {
-        return reply;
-    };
-    build_msg(0, reply.response_to(), msg.flags & !MSG_CHECKSUM_PRESENT, &bytes)
+    super::forward::rewrite_body(&reply, attach).unwrap_or(reply)
 }

@@ -341,7 +341,9 @@ fn finish(
 ) -> Frame {
     if let Some((Failure::Reply(r), member)) = failure {
         let label = retry::needs_transient_label(&plan.facts, &r).then_some(TRANSIENT_TRANSACTION_ERROR);
-        if let Some(rewritten) = as_mongos_reply(&reply, &member.to_string(), label) {
+        let member = member.to_string();
+        let as_mongos = |body: &RawDocument| crate::command::translate::as_mongos(body, &member, label);
+        if let Some(rewritten) = rewrite_body(&reply, as_mongos) {
             reply = rewritten;
         }
     }
@@ -350,16 +352,14 @@ fn finish(
     reply
 }
 
-/// The reply rebuilt by [`crate::command::translate::as_mongos`], if it changes anything.
-fn as_mongos_reply(reply: &Frame, member: &str, label: Option<&str>) -> Option<Frame> {
+/// The reply with its body replaced by what `f` makes of it, or `None` when `f` leaves
+/// it as it is. Flags and responseTo are kept; the checksum is dropped (the body
+/// changed), so a caller that wants one refreshes it.
+pub(super) fn rewrite_body(reply: &Frame, f: impl FnOnce(&RawDocument) -> Option<Vec<u8>>) -> Option<Frame> {
     let msg = OpMsg::parse(reply).ok()?;
-    let doc = crate::command::translate::as_mongos(msg.body, member, label)?;
-    Some(build_msg(
-        0,
-        0,
-        msg.flags & !crate::wire::MSG_CHECKSUM_PRESENT,
-        &doc,
-    ))
+    let body = f(msg.body)?;
+    let flags = msg.flags & !crate::wire::MSG_CHECKSUM_PRESENT;
+    Some(build_msg(0, reply.response_to(), flags, &body))
 }
 
 /// The ids a killCursors reply reports as no longer open on the server.
