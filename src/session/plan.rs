@@ -35,7 +35,9 @@ impl Plan {
         };
         let txn_end = cmd.known.ends_transaction();
         let mut lookup = PinLookup::default();
-        let mut cursor_kind = if opens_change_stream(cmd, msg) {
+        let (first_stage, last_stage) = pipeline_ends(cmd, msg);
+        let writes_output = matches!(last_stage, Some("$out" | "$merge"));
+        let mut cursor_kind = if first_stage == Some("$changeStream") {
             CursorKind::ChangeStream
         } else if cmd.await_data && cmd.known == CommandName::Find {
             CursorKind::TailableAwait
@@ -60,7 +62,7 @@ impl Plan {
             exhaust_allowed: msg.exhaust_allowed(),
             facts: Facts {
                 name: cmd.known,
-                retryable_read: retry::is_retryable_read(cmd.known, writes_output(cmd, msg)),
+                retryable_read: retry::is_retryable_read(cmd.known, writes_output),
                 retryable_write: cmd.is_retryable_write(),
                 in_transaction: cmd.in_transaction,
                 more_to_come: msg.more_to_come(),
@@ -82,34 +84,59 @@ impl Plan {
     }
 }
 
-/// Whether an aggregate opens a change stream (`$changeStream` as its first stage).
-fn opens_change_stream(cmd: &Command<'_>, msg: &OpMsg<'_>) -> bool {
+/// The operators of an aggregate's first and last stages, read in one walk of the
+/// pipeline (`None` for other commands). The first says whether it opens a change stream
+/// (`$changeStream`); the last whether it writes its output (`$out`, `$merge`), which
+/// makes it a write that is not retried as a read.
+fn pipeline_ends<'a>(cmd: &Command<'_>, msg: &OpMsg<'a>) -> (Option<&'a str>, Option<&'a str>) {
     if cmd.known != CommandName::Aggregate {
-        return false;
+        return (None, None);
     }
     let Ok(pipeline) = msg.body.get_array("pipeline") else {
-        return false;
+        return (None, None);
     };
-    let first = pipeline.into_iter().next().and_then(|s| s.ok());
-    first
-        .and_then(|s| s.as_document())
-        .and_then(|d| d.iter().next())
-        .and_then(|e| e.ok())
-        .is_some_and(|(k, _)| k.as_str() == "$changeStream")
+    let operator = |stage: bson::RawBsonRef<'a>| {
+        let (key, _) = stage.as_document()?.iter().next()?.ok()?;
+        Some(key.as_str())
+    };
+    let mut stages = pipeline.into_iter().filter_map(|s| s.ok());
+    let first = stages.next();
+    let last = stages.last().or(first);
+    (first.and_then(operator), last.and_then(operator))
 }
 
-/// Whether an aggregate writes its output ($out or $merge as the last stage): such an
-/// aggregate is a write and is not retried as a read.
-fn writes_output(cmd: &Command<'_>, msg: &OpMsg<'_>) -> bool {
-    if cmd.known != CommandName::Aggregate {
-        return false;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::build_msg;
+    use bson::rawdoc;
+
+    #[test]
+    fn pipeline_ends_name_the_first_and_last_stages() {
+        let cases = [
+            (
+                rawdoc! { "aggregate": "c", "pipeline": [{ "$changeStream": {} }, { "$match": {} }] },
+                (Some("$changeStream"), Some("$match")),
+            ),
+            (
+                rawdoc! { "aggregate": "c", "pipeline": [{ "$match": {} }, { "$out": "x" }] },
+                (Some("$match"), Some("$out")),
+            ),
+            (
+                rawdoc! { "aggregate": "c", "pipeline": [{ "$merge": "x" }] },
+                (Some("$merge"), Some("$merge")),
+            ),
+            (rawdoc! { "aggregate": "c", "pipeline": [] }, (None, None)),
+            (
+                rawdoc! { "find": "c", "pipeline": [{ "$out": "x" }] },
+                (None, None),
+            ),
+        ];
+        for (body, want) in cases {
+            let frame = build_msg(1, 0, 0, body.as_bytes());
+            let msg = OpMsg::parse(&frame).unwrap();
+            let cmd = Command::parse(msg.body);
+            assert_eq!(pipeline_ends(&cmd, &msg), want, "{body:?}");
+        }
     }
-    let Ok(pipeline) = msg.body.get_array("pipeline") else {
-        return false;
-    };
-    let last = pipeline.into_iter().filter_map(|s| s.ok()).last();
-    last.and_then(|s| s.as_document())
-        .and_then(|d| d.iter().next())
-        .and_then(|e| e.ok())
-        .is_some_and(|(k, _)| matches!(k.as_str(), "$out" | "$merge"))
 }
