@@ -30,15 +30,22 @@ async fn counting_client(uri: &str) -> (Client, Arc<AtomicUsize>) {
     (Client::with_options(options).unwrap(), clears)
 }
 
+/// SecantusDB, a direct client to arm its fail points, a proxy, and a counting client
+/// through the proxy with retryWrites=false.
+async fn setup() -> (Secantus, Client, TestProxy, Client, Arc<AtomicUsize>) {
+    let upstream = Secantus::start();
+    let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
+    let proxy = TestProxy::builder(&upstream.seed_uri()).start().await;
+    let (client, clears) = counting_client(&proxy.uri_with("retryWrites=false")).await;
+    (upstream, direct, proxy, client, clears)
+}
+
 /// ShutdownInProgress (91) and InterruptedAtShutdown (11600) on a write the proxy may not
 /// retry (no txnNumber; it may have run): passed to a driver as they are, each makes the
 /// driver clear its whole pool to mongoplex. A mongos reports HostUnreachable instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_shutdown_error_does_not_clear_the_drivers_pool() {
-    let upstream = Secantus::start();
-    let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
-    let proxy = TestProxy::builder(&upstream.seed_uri()).start().await;
-    let (client, clears) = counting_client(&proxy.uri_with("retryWrites=false")).await;
+    let (_upstream, direct, _proxy, client, clears) = setup().await;
     let coll = client.database("sc").collection::<Document>("c");
     coll.insert_one(doc! { "_id": 0 }).await.unwrap();
     for (i, code) in [91, 11600, 11602, 10107].into_iter().enumerate() {
@@ -83,10 +90,7 @@ async fn a_members_shutdown_error_does_not_clear_the_drivers_pool() {
 /// still retried by the driver exactly as it would be against a mongos.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_pass_through_the_rewrite() {
-    let upstream = Secantus::start();
-    let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
-    let proxy = TestProxy::builder(&upstream.seed_uri()).start().await;
-    let (client, clears) = counting_client(&proxy.uri_with("retryWrites=false")).await;
+    let (_upstream, direct, _proxy, client, clears) = setup().await;
     fail_once(
         &direct,
         doc! { "failCommands": ["insert"], "errorCode": 11602, "errorLabels": ["RetryableWriteError"] },
