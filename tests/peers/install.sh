@@ -9,6 +9,7 @@
 # Layout it produces:
 #   $PEERS/venv/bin/{python,secantusd-py}  pymongo 4, SecantusDB (Python server), mockupdb
 #   $PEERS/node/node_modules/.bin/mongosh  plus the `mongodb` driver in node_modules
+#   $PEERS/pymongo-src/                    pymongo 4.20.0's sdist, unpacked: its test/ folder
 #   $PEERS/legacy-python                   path of the interpreter that sees Debian's
 #                                          python3-pymongo 3.11 (legacy OP_QUERY handshake)
 # System-wide (apt): python3-pymongo, prometheus (server + promtool).
@@ -17,7 +18,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PEERS="${MONGOPLEX_PEERS_DIR:-$REPO/.peers}"
 
-PY_REQS=("pymongo==4.20.0" "secantusdb==0.7.0b3" "mockupdb==1.8.1")
+PY_REQS=("pymongo==4.20.0" "secantusdb==0.7.0b3" "mockupdb==1.8.1"
+    "pytest==8.3.4" "pytest-asyncio==0.25.3")
+# pymongo's source distribution, for its own test suite (tests/driver_suite/run.py).
+PYMONGO_SDIST="pymongo==4.20.0"
 NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
 APT_PKGS=(python3-pymongo prometheus)
 # Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
@@ -88,6 +92,23 @@ install_node() {
     echo "$want" >"$stamp"
 }
 
+# ------------------------------------------ pymongo's sdist, for its own tests
+install_pymongo_src() {
+    local dir="$PEERS/pymongo-src" stamp="$PEERS/pymongo-src/.mongoplex-stamp"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$PYMONGO_SDIST" && -f "$dir/test/__init__.py" ]]; then
+        return
+    fi
+    log "pip download $PYMONGO_SDIST (sdist) into $dir"
+    local dl="$PEERS/pymongo-sdist"
+    rm -rf "$dir" "$dl"
+    mkdir -p "$dir" "$dl"
+    "$PEERS/venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+        --no-binary :all: "$PYMONGO_SDIST" -d "$dl"
+    tar -xzf "$dl"/pymongo-*.tar.gz -C "$dir" --strip-components=1
+    rm -rf "$dl"
+    echo "$PYMONGO_SDIST" >"$stamp"
+}
+
 # ------------------------------------------------- interpreter for pymongo 3.11
 find_legacy_python() {
     local py
@@ -104,6 +125,7 @@ find_legacy_python() {
 install_apt
 install_venv
 install_node
+install_pymongo_src
 find_legacy_python
 
 # ---------------------------------------------------------------- summary
@@ -113,6 +135,8 @@ node_ver() { node -p "require('$PEERS/node/node_modules/$1/package.json').versio
 echo "pymongo        $(py_ver "$PEERS/venv/bin/python" pymongo)  ($PEERS/venv/bin/python)"
 echo "secantusdb     $(py_ver "$PEERS/venv/bin/python" secantusdb)  ($PEERS/venv/bin/secantusd-py)"
 echo "mockupdb       $(py_ver "$PEERS/venv/bin/python" mockupdb)"
+echo "pytest         $(py_ver "$PEERS/venv/bin/python" pytest)"
+echo "pymongo-src    $(cat "$PEERS/pymongo-src/.mongoplex-stamp")  ($PEERS/pymongo-src)"
 echo "node-mongodb   $(node_ver mongodb)  (node $(node --version))"
 echo "mongosh        $(node_ver mongosh)  ($PEERS/node/node_modules/.bin/mongosh)"
 echo "pymongo-legacy $("$LEGACY_PY" -c 'import pymongo; print(pymongo.version)')  ($LEGACY_PY)"
