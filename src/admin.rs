@@ -22,7 +22,7 @@ struct AdminState {
 
 pub fn router(ctx: Arc<Context>, registry: Registry) -> Router {
     // Limits from the config are only worth exposing where metrics are served: here.
-    ctx.metrics.publish_limits(&ctx.config);
+    ctx.metrics.publish_limits(ctx.client_capacity.clients());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/live", get(|| async { "live\n" }))

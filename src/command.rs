@@ -2,12 +2,12 @@
 //! routing, pinning and retry decisions need. Nothing else is parsed; the bytes are
 //! forwarded as they came.
 
-mod names;
 mod reply;
+mod table;
 pub mod translate;
 
-pub use names::CommandName;
 pub use reply::ReplyInfo;
+pub use table::{CommandName, Cursor, CursorKind, Kind, Local, LongPoll, Route, Spec, TxnEnd};
 
 use bson::{RawBsonRef, RawDocument};
 
@@ -34,6 +34,8 @@ pub struct Command<'a> {
     pub max_await_time_ms: Option<i64>,
     /// find's `awaitData: true` (with `tailable`): its getMores long-poll.
     pub await_data: bool,
+    /// `maxTimeMS`, as the client sent it (drivers derive it from timeoutMS too).
+    pub max_time_ms: Option<i64>,
 }
 
 impl<'a> Command<'a> {
@@ -72,15 +74,19 @@ impl<'a> Command<'a> {
                 "topologyVersion" => cmd.await_topology_version = value().and_then(|v| v.as_document()),
                 "maxAwaitTimeMS" => cmd.max_await_time_ms = value().and_then(as_i64),
                 "awaitData" => cmd.await_data = value().and_then(|v| v.as_bool()) == Some(true),
+                "maxTimeMS" => cmd.max_time_ms = value().and_then(as_i64),
                 _ => {}
             }
         }
         cmd
     }
 
-    /// A retryable write in the retryable-writes sense: txnNumber outside a transaction.
+    /// A retryable write in the retryable-writes sense: one of the spec's commands, with
+    /// txnNumber, outside a transaction ([`Spec::retryable_write`]).
     pub fn is_retryable_write(&self) -> bool {
-        self.txn_number.is_some() && !self.in_transaction
+        self.known
+            .spec()
+            .retryable_write(self.txn_number, self.in_transaction)
     }
 }
 
@@ -117,9 +123,10 @@ mod tests {
         let d = rawdoc! {
             "insert": "c", "ordered": true, "$db": "app", "lsid": { "id": 1 },
             "txnNumber": 7_i64, "startTransaction": true, "autocommit": false,
-            "writeConcern": { "w": 0 },
+            "writeConcern": { "w": 0 }, "maxTimeMS": 500,
         };
         let c = Command::parse(&d);
+        assert_eq!(c.max_time_ms, Some(500));
         assert_eq!(c.name, "insert");
         assert_eq!(c.known, CommandName::Insert);
         assert_eq!(c.db, Some("app"));
@@ -133,10 +140,40 @@ mod tests {
     fn get_more_cursor_and_number_kinds() {
         let d = rawdoc! { "getMore": 123_i64, "collection": "c", "$db": "d" };
         assert_eq!(Command::parse(&d).get_more_cursor, Some(123));
-        let d = rawdoc! { "find": "c", "txnNumber": 3.0, "$db": "d" };
+        let d = rawdoc! { "insert": "c", "txnNumber": 3.0, "$db": "d" };
         assert!(Command::parse(&d).is_retryable_write());
-        let d = rawdoc! { "find": "c", "txnNumber": "x" };
+        let d = rawdoc! { "insert": "c", "txnNumber": "x" };
         assert_eq!(Command::parse(&d).txn_number, None);
+    }
+
+    /// Only the retryable-writes spec's commands are deduplicated by txnNumber.
+    #[test]
+    fn retryable_writes_are_the_specs_list() {
+        let cases = [
+            (
+                rawdoc! { "update": "c", "lsid": { "id": 1 }, "txnNumber": 1_i64 },
+                true,
+            ),
+            (
+                rawdoc! { "findAndModify": "c", "lsid": { "id": 1 }, "txnNumber": 1_i64 },
+                true,
+            ),
+            (
+                rawdoc! { "find": "c", "lsid": { "id": 1 }, "txnNumber": 1_i64 },
+                false,
+            ),
+            (
+                rawdoc! { "createIndexes": "c", "lsid": { "id": 1 }, "txnNumber": 1_i64 },
+                false,
+            ),
+            (
+                rawdoc! { "renameCollection": "c", "lsid": { "id": 1 }, "txnNumber": 1_i64 },
+                false,
+            ),
+        ];
+        for (d, want) in cases {
+            assert_eq!(Command::parse(&d).is_retryable_write(), want, "{d:?}");
+        }
     }
 
     #[test]

@@ -65,6 +65,13 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Once a client starts sending a message, the whole message must arrive within this.
     pub client_read_timeout: Duration,
+    /// A reply the client does not take within this closes the client, freeing the reply.
+    pub client_write_timeout: Duration,
+    /// A client that begins no message within this is closed; `None` (the default, as
+    /// in mongod) keeps idle clients for as long as they stay.
+    pub client_idle_timeout: Option<Duration>,
+    /// Bytes of large client messages and replies held at once ([`crate::memory`]).
+    pub max_buffered_bytes: usize,
     pub compressors: Vec<Compressor>,
     pub shutdown_timeout: Duration,
     pub max_app_labels: usize,
@@ -279,6 +286,9 @@ impl Config {
                 s.max_client_connections.unwrap_or(10_000),
             )?,
             client_read_timeout: ms(s.client_read_timeout_ms.unwrap_or(30_000)).max(ms(1)),
+            client_write_timeout: ms(s.client_write_timeout_ms.unwrap_or(30_000)).max(ms(1)),
+            client_idle_timeout: s.client_idle_timeout_ms.filter(|&v| v > 0).map(ms),
+            max_buffered_bytes: to_usize("max_buffered_bytes", s.max_buffered_bytes.unwrap_or(512 << 20))?,
             compressors,
             shutdown_timeout: ms(s.shutdown_timeout_ms.unwrap_or(10_000)),
             max_app_labels: to_usize("max_app_labels", s.max_app_labels.unwrap_or(50))?.max(1),

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use crate::attempts::AttemptLedger;
 use crate::config::Config;
 use crate::failpoint::FailPoints;
+use crate::fdlimit::{self, Capacity};
+use crate::memory::MemoryBudget;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::pins::Pins;
+use crate::throttle::Throttles;
 use crate::topology::Topology;
 
 #[derive(Debug)]
@@ -24,12 +27,25 @@ pub struct Context {
     next_connection_id: AtomicI64,
     /// Open client connections, checked against max_client_connections at accept.
     pub clients: AtomicUsize,
+    /// Clients being refused at the limit ([`crate::session::refuse`]).
+    pub refusing: AtomicUsize,
+    /// How many clients may be open at once ([`crate::fdlimit`]).
+    pub client_capacity: Capacity,
+    /// Bytes of large messages held at once ([`crate::memory`]).
+    pub memory: MemoryBudget,
+    /// Log rate limits for events that repeat ([`crate::throttle`]).
+    pub throttles: Throttles,
 }
 
 impl Context {
     pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics, pins: Arc<Pins>) -> Self {
         let requests = RequestMetrics::new(&metrics);
         let failpoints = config.enable_test_commands.then(FailPoints::default);
+        let memory = MemoryBudget::new(config.max_buffered_bytes, metrics.buffered_bytes.clone());
+        let configured = config.max_client_connections;
+        let client_capacity = fdlimit::current().map_or(Capacity::Configured(configured), |n| {
+            fdlimit::capacity(configured, n.soft, fdlimit::reserve(&config))
+        });
         Self {
             config,
             topology,
@@ -40,6 +56,10 @@ impl Context {
             failpoints,
             next_connection_id: AtomicI64::new(1),
             clients: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+            client_capacity,
+            memory,
+            throttles: Throttles::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use bson::{rawdoc, RawDocumentBuf};
 
+pub mod codes;
+
 /// Server error codes the proxy uses, with their official names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -12,6 +14,7 @@ pub enum ErrorCode {
     ProtocolError,
     AuthenticationFailed,
     InvalidOptions,
+    MaxTimeMSExpired,
     NetworkTimeout,
     FailedToSatisfyReadPreference,
     ExceededTimeLimit,
@@ -28,6 +31,7 @@ impl ErrorCode {
             Self::ProtocolError => 17,
             Self::AuthenticationFailed => 18,
             Self::InvalidOptions => 72,
+            Self::MaxTimeMSExpired => 50,
             Self::NetworkTimeout => 89,
             Self::FailedToSatisfyReadPreference => 133,
             Self::ExceededTimeLimit => 262,
@@ -44,6 +48,7 @@ impl ErrorCode {
             Self::ProtocolError => "ProtocolError",
             Self::AuthenticationFailed => "AuthenticationFailed",
             Self::InvalidOptions => "InvalidOptions",
+            Self::MaxTimeMSExpired => "MaxTimeMSExpired",
             Self::NetworkTimeout => "NetworkTimeout",
             Self::FailedToSatisfyReadPreference => "FailedToSatisfyReadPreference",
             Self::ExceededTimeLimit => "ExceededTimeLimit",
@@ -108,5 +113,26 @@ mod tests {
         assert_eq!(d.get_array("errorLabels").unwrap().into_iter().count(), 1);
         let d = ProxyError::new(ErrorCode::BadValue, "y").to_document();
         assert!(d.get("errorLabels").unwrap().is_none());
+    }
+
+    #[test]
+    fn proxy_codes_are_named_as_the_server_names_them() {
+        use ErrorCode::*;
+        for c in [
+            InternalError,
+            BadValue,
+            HostUnreachable,
+            ProtocolError,
+            AuthenticationFailed,
+            InvalidOptions,
+            MaxTimeMSExpired,
+            NetworkTimeout,
+            FailedToSatisfyReadPreference,
+            ExceededTimeLimit,
+            UnsupportedOpQueryCommand,
+            CommandNotSupported,
+        ] {
+            assert_eq!(codes::code_name(c.code()), c.name(), "{c:?}");
+        }
     }
 }

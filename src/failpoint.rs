@@ -8,14 +8,16 @@
 //! `blockConnection` + `blockTimeMS`, `writeConcernError`, `appName`; modes `alwaysOn`,
 //! `off`, `{times: n}` and `{skip: n}`.
 
+mod labels;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bson::{Bson, Document, RawBsonRef, RawDocument};
 
 use crate::command::as_i64;
-use crate::errors::{RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-use crate::retry::RETRYABLE_WRITE_CODES;
+use crate::errors::codes::code_name;
+pub use labels::{server_labels, LabelInputs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -34,7 +36,8 @@ struct Armed {
     error_labels: Option<Vec<String>>,
     close_connection: bool,
     block: Option<Duration>,
-    write_concern_error: Option<Document>,
+    /// The writeConcernError to attach, and its code (read once, here).
+    write_concern_error: Option<(Document, Option<i32>)>,
 }
 
 /// What a fired fail point does to one command, in this order: block, then close, or
@@ -45,7 +48,39 @@ pub struct Fire {
     pub close_connection: bool,
     /// The complete error reply.
     pub error: Option<Document>,
-    pub write_concern_error: Option<Document>,
+    pub write_concern_error: Option<InjectedWriteConcernError>,
+}
+
+/// A writeConcernError to attach to the command's reply, and the labels that go with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedWriteConcernError {
+    pub error: Document,
+    /// `error`'s code, which the labels depend on.
+    pub code: Option<i32>,
+    pub labels: Labels,
+}
+
+/// The labels of a fired fail point's reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    /// The fail point's own `errorLabels`: exactly these, even none.
+    Given(Vec<String>),
+    /// What the server computes for the command.
+    Computed(LabelInputs),
+}
+
+impl Labels {
+    /// The labels for a reply with top-level error `code` (absent on `ok: 1`) and a
+    /// writeConcernError with code `wce`.
+    pub fn for_reply(&self, code: Option<i32>, wce: Option<i32>) -> Vec<String> {
+        match self {
+            Labels::Given(l) => l.clone(),
+            Labels::Computed(cmd) => server_labels(*cmd, code, wce)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
 }
 
 /// What the command that meets the fail point is.
@@ -53,9 +88,7 @@ pub struct Fire {
 pub struct Target<'a> {
     pub name: &'a str,
     pub app_name: Option<&'a str>,
-    pub retryable_write: bool,
-    pub txn_end: bool,
-    pub in_transaction: bool,
+    pub labels: LabelInputs,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +133,12 @@ impl FailPoints {
             Duration::from_millis(u64::try_from(ms).unwrap_or(0))
         });
         let write_concern_error = match data.get_document("writeConcernError") {
-            Ok(wce) => Some(Document::try_from(wce).map_err(|e| e.to_string())?),
+            Ok(wce) => {
+                let code = field(wce, "code")
+                    .and_then(as_i64)
+                    .and_then(|c| i32::try_from(c).ok());
+                Some((Document::try_from(wce).map_err(|e| e.to_string())?, code))
+            }
             Err(_) => None,
         };
         *guard = Some(Armed {
@@ -138,13 +176,18 @@ impl FailPoints {
             Mode::Times(n) if *n <= 0 => return None,
             Mode::Times(n) => *n -= 1,
         }
+        let labels = match &armed.error_labels {
+            Some(given) => Labels::Given(given.clone()),
+            None => Labels::Computed(t.labels),
+        };
         let fire = Fire {
             block: armed.block,
             close_connection: armed.close_connection,
-            error: armed
-                .error_code
-                .map(|code| error_reply(code, armed.error_labels.as_deref(), t)),
-            write_concern_error: armed.write_concern_error.clone(),
+            error: armed.error_code.map(|code| error_reply(code, &labels)),
+            write_concern_error: armed
+                .write_concern_error
+                .clone()
+                .map(|(error, code)| InjectedWriteConcernError { error, code, labels }),
         };
         if matches!(armed.mode, Mode::Times(0)) {
             *guard = None;
@@ -158,29 +201,20 @@ fn field<'a>(doc: &'a RawDocument, key: &str) -> Option<RawBsonRef<'a>> {
     doc.get(key).ok().flatten()
 }
 
-/// The error a server gives for a fired `errorCode`: the configured labels, or those a
-/// 4.4+ server computes for the command.
-fn error_reply(code: i32, labels: Option<&[String]>, t: &Target<'_>) -> Document {
+/// The error a server gives for a fired `errorCode`, labels as given or computed.
+fn error_reply(code: i32, labels: &Labels) -> Document {
     let mut doc = bson::doc! {
         "ok": 0.0,
         "errmsg": "Failing command via 'failCommand' failpoint",
         "code": code,
+        "codeName": code_name(code).into_owned(),
     };
-    let labels: Vec<Bson> = match labels {
-        Some(l) => l.iter().map(|s| Bson::from(s.as_str())).collect(),
-        None => {
-            let mut l = Vec::new();
-            if (t.retryable_write || t.txn_end) && RETRYABLE_WRITE_CODES.contains(&code) {
-                l.push(Bson::from(RETRYABLE_WRITE_ERROR));
-            }
-            if t.in_transaction && !t.txn_end && RETRYABLE_WRITE_CODES.contains(&code) {
-                l.push(Bson::from(TRANSIENT_TRANSACTION_ERROR));
-            }
-            l
-        }
-    };
+    let labels = labels.for_reply(Some(code), None);
     if !labels.is_empty() {
-        doc.insert("errorLabels", labels);
+        doc.insert(
+            "errorLabels",
+            labels.into_iter().map(Bson::from).collect::<Vec<_>>(),
+        );
     }
     doc
 }
@@ -194,8 +228,10 @@ mod tests {
         Target {
             name: "insert",
             app_name: Some("app"),
-            retryable_write: true,
-            ..Target::default()
+            labels: LabelInputs {
+                retryable_write: true,
+                ..LabelInputs::default()
+            },
         }
     }
 
@@ -216,6 +252,7 @@ mod tests {
         let f = fp.fire(&insert()).unwrap();
         let e = f.error.unwrap();
         assert_eq!(e.get_i32("code").unwrap(), 10107);
+        assert_eq!(e.get_str("codeName").unwrap(), "NotWritablePrimary");
         assert_eq!(
             e.get_array("errorLabels").unwrap(),
             &vec![Bson::from("RetryableWriteError")]
@@ -261,12 +298,30 @@ mod tests {
             .unwrap();
         let commit = Target {
             name: "commitTransaction",
-            txn_end: true,
+            labels: LabelInputs {
+                txn_end: true,
+                in_transaction: true,
+                ..LabelInputs::default()
+            },
             ..Target::default()
         };
         let f = fp.fire(&commit).unwrap();
         assert!(f.error.is_none());
-        assert_eq!(f.write_concern_error.unwrap().get_i32("code").unwrap(), 91);
+        let wce = f.write_concern_error.unwrap();
+        assert_eq!(wce.error.get_i32("code").unwrap(), 91);
+        assert_eq!(wce.code, Some(91));
+        assert_eq!(wce.labels.for_reply(None, Some(91)), ["RetryableWriteError"]);
+        fp.configure(
+            &rawdoc! { "configureFailPoint": "failCommand", "mode": "alwaysOn",
+            "data": { "failCommands": ["commitTransaction"], "errorLabels": [],
+                      "writeConcernError": { "code": 91, "errmsg": "x" } } },
+        )
+        .unwrap();
+        let wce = fp.fire(&commit).unwrap().write_concern_error.unwrap();
+        assert!(
+            wce.labels.for_reply(None, Some(91)).is_empty(),
+            "explicit empty labels win for a writeConcernError too"
+        );
         let bad = fp.configure(&rawdoc! { "configureFailPoint": "failCommand", "mode": "sometimes" });
         assert!(bad.is_err());
     }

@@ -5,12 +5,15 @@
 //! Layers run bytes → frame → command → action:
 //!
 //! 1. [`server`] accepts a client (TCP or unix socket) under the client-connection limit
-//!    and spawns a [`session`] for it.
+//!    (lowered by [`fdlimit`] when descriptors are short) and spawns a [`session`] for it;
+//!    a client past the limit has its hello answered with an error ([`session::refuse`]).
 //! 2. [`session`] reads whole messages with [`wire::FrameReader`] (lengths checked
 //!    before allocating; no buffer held while the client is idle), unwraps
 //!    OP_COMPRESSED, and parses the OP_MSG view ([`wire::OpMsg`]).
 //! 3. [`command`] reads the few top-level fields that matter (name, `$db`, `lsid`,
-//!    `txnNumber`, `$readPreference`, cursor ids) from the raw body.
+//!    `txnNumber`, `$readPreference`, cursor ids) from the raw body, and holds the one
+//!    table of what each command is ([`command::Spec`]: its route, read or write and
+//!    retryability, cursor role). Routing, retries, labels and pins read it.
 //! 4. hello/isMaster is answered locally by [`handshake`] as a mongos. Everything else
 //!    goes to [`router`], a pure function from command and [`pins`] to a target: a pinned
 //!    member (cursor, transaction) or selection criteria.
@@ -24,22 +27,29 @@
 //!
 //! Retries are decided by [`retry`] (pure), capped across the driver's own retries by
 //! [`attempts`]; errors from members are reported as a mongos would by
-//! [`command::translate`].
+//! [`command::translate`]. A client's `maxTimeMS` bounds every wait of steps 5 and 6 and
+//! the retries, and what is left of it is what the server is sent ([`budget`], pure).
 //!
 //! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`),
 //! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
 //! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
-//! shares). There is no global state; shutdown is CancellationToken plus TaskTracker.
+//! shares). Hostile input is bounded by [`memory`] (one budget for large messages and
+//! replies), the client limits in [`server`] and [`session::refuse`], [`fdlimit`], and
+//! [`throttle`] (rate-limited logs of repeated events). There is no global state;
+//! shutdown is CancellationToken plus TaskTracker.
 #![forbid(unsafe_code)]
 pub mod address;
 pub mod admin;
 pub mod attempts;
+pub mod budget;
 pub mod command;
 pub mod config;
 pub mod context;
 pub mod errors;
 pub mod failpoint;
+pub mod fdlimit;
 pub mod handshake;
+pub mod memory;
 pub mod metrics;
 pub mod pins;
 pub mod pool;
@@ -48,6 +58,7 @@ pub mod router;
 pub mod sdam;
 pub mod server;
 pub mod session;
+pub mod throttle;
 pub mod topology;
 pub mod upstream;
 pub mod wire;

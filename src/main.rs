@@ -83,6 +83,16 @@ fn main() -> ExitCode {
     for w in &config.upstream.warnings {
         tracing::warn!(warning = %w, "upstream connection string");
     }
+    // Containers often start with a soft limit of 1024 under a far higher hard one.
+    match mongoplex::fdlimit::raise() {
+        Ok((before, after)) => tracing::info!(
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "file-descriptor limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the file-descriptor limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -24,8 +24,14 @@ const FAILOVER_BUCKETS: &[f64] = &[
 ];
 
 /// Fixed label values created up front, so `increase()` sees the first event too.
-const CHECKOUT_FAILURE_REASONS: &[&str] = &["timeout", "pool_cleared", "pool_closed", "connection_error"];
-const BUFFER_EVICT_REASONS: &[&str] = &["window", "buffer_full", "max_duration"];
+const CHECKOUT_FAILURE_REASONS: &[&str] = &[
+    "timeout",
+    "max_time",
+    "pool_cleared",
+    "pool_closed",
+    "connection_error",
+];
+const BUFFER_EVICT_REASONS: &[&str] = &["window", "buffer_full", "max_duration", "max_time"];
 const RETRY_REASONS: &[&str] = &[
     "not_sent",
     "network_error",
@@ -79,6 +85,8 @@ pub struct Metrics {
     pub client_protocol_errors: IntCounterVec,
     pub client_bytes_in: IntCounter,
     pub client_bytes_out: IntCounter,
+    pub buffered_bytes: IntGauge,
+    pub buffer_budget_refusals: IntCounter,
     // Pools.
     pub pool_connections: IntGaugeVec,
     pub pool_waiters: IntGaugeVec,
@@ -103,6 +111,7 @@ pub struct Metrics {
     pub heartbeat_failures: IntCounterVec,
     // Failover.
     pub retries: IntCounterVec,
+    pub implicit_aborts: IntCounterVec,
     pub buffer_starts: IntCounter,
     pub buffered: IntCounter,
     pub buffer_drained: IntCounter,
@@ -138,7 +147,7 @@ impl Metrics {
                 r,
                 IntGauge::new(
                     "mongoplex_client_connections_limit",
-                    "Configured max_client_connections: client connections beyond it are refused."
+                    "Client connections the proxy admits: max_client_connections, or fewer when the file-descriptor limit less its reserve is lower. Connections beyond it are refused."
                 )
             ),
             client_opened: reg!(
@@ -182,6 +191,20 @@ impl Metrics {
             client_bytes_out: reg!(
                 r,
                 IntCounter::new("mongoplex_client_sent_bytes_total", "Bytes sent to clients.")
+            ),
+            buffered_bytes: reg!(
+                r,
+                IntGauge::new(
+                    "mongoplex_buffered_bytes",
+                    "Bytes of large client messages and replies held against max_buffered_bytes."
+                )
+            ),
+            buffer_budget_refusals: reg!(
+                r,
+                IntCounter::new(
+                    "mongoplex_buffer_budget_refusals_total",
+                    "Client messages refused because max_buffered_bytes stayed spent for 5 s."
+                )
             ),
             pool_connections: gauge_vec(
                 r,
@@ -308,6 +331,12 @@ impl Metrics {
                 "Requests re-routed and retried, by reason.",
                 &["reason"],
             ),
+            implicit_aborts: counter_vec(
+                r,
+                "mongoplex_transaction_implicit_aborts_total",
+                "Transactions the proxy aborted because it failed one of their statements itself, as a mongos does, by result (aborted, no_such_transaction, failed).",
+                &["result"],
+            ),
             buffer_starts: reg!(
                 r,
                 IntCounter::new(
@@ -332,7 +361,7 @@ impl Metrics {
             buffer_evicted: counter_vec(
                 r,
                 "mongoplex_failover_evicted_total",
-                "Buffered requests failed, by reason (window, buffer_full, max_duration).",
+                "Buffered requests failed, by reason (window, buffer_full, max_duration, max_time).",
                 &["reason"],
             ),
             buffer_size: reg!(
@@ -375,9 +404,9 @@ impl Metrics {
 
     /// Publishes the configured limits that dashboards and alerts divide by. Called once
     /// the config is known (the admin endpoint does it when it starts serving).
-    pub fn publish_limits(&self, config: &crate::config::Config) {
+    pub fn publish_limits(&self, client_capacity: usize) {
         self.client_connections_limit
-            .set(i64::try_from(config.max_client_connections).unwrap_or(i64::MAX));
+            .set(i64::try_from(client_capacity).unwrap_or(i64::MAX));
     }
 
     /// Removes the gauges of a member that left the topology, so that its last state

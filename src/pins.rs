@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use prometheus::IntGauge;
 
 use crate::address::ServerAddress;
+use crate::command::CursorKind;
 
 /// Server-side idle cursors die after 10 minutes; a pin unused for longer is garbage.
 pub const CURSOR_PIN_TTL: Duration = Duration::from_secs(15 * 60);
@@ -19,24 +20,6 @@ pub const TXN_PIN_TTL: Duration = Duration::from_secs(31 * 60);
 /// server's own CursorNotFound from whichever member selection picks).
 pub const MAX_CURSOR_PINS: usize = 200_000;
 pub const MAX_TXN_PINS: usize = 100_000;
-
-/// What kind of cursor a pin is for: long-polling cursors (a getMore waits up to
-/// maxAwaitTimeMS) use their own connections, and a change stream's errors must stay
-/// resumable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CursorKind {
-    #[default]
-    Plain,
-    /// `tailable` + `awaitData`.
-    TailableAwait,
-    ChangeStream,
-}
-
-impl CursorKind {
-    pub fn long_poll(self) -> bool {
-        self != Self::Plain
-    }
-}
 
 #[derive(Debug)]
 struct Pin {
@@ -127,6 +110,9 @@ impl Pins {
     }
 
     pub fn unpin_cursors(&self, ids: &[i64]) {
+        if ids.is_empty() {
+            return;
+        }
         let mut map = lock(&self.cursors);
         for id in ids {
             map.remove(id);

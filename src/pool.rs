@@ -6,74 +6,23 @@
 //! are handed a connection (or the right to open one) directly, so nobody overtakes them.
 
 mod maintenance;
+mod options;
 mod state;
 
+pub use options::{CheckoutError, PoolOptions};
 pub use state::PoolSnapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::address::ServerAddress;
 use crate::metrics::PoolMetrics;
-use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
+use crate::upstream::{ConnectOptions, UpstreamConn};
 use state::{Grant, State};
-
-#[derive(Debug, Clone)]
-pub struct PoolOptions {
-    /// 0 means no limit, as in the CMAP spec.
-    pub max_size: usize,
-    pub min_size: usize,
-    pub max_connecting: usize,
-    pub max_idle_time: Option<Duration>,
-    pub max_lifetime: Option<Duration>,
-    pub wait_queue_timeout: Duration,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        Self {
-            max_size: 100,
-            min_size: 0,
-            max_connecting: 2,
-            max_idle_time: None,
-            max_lifetime: None,
-            wait_queue_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Why a checkout failed. All of these happen before the request is sent.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckoutError {
-    #[error("timed out after {waited_ms} ms waiting for a connection to {address} (maxPoolSize {max_size}, waitQueueTimeoutMS {timeout_ms})")]
-    Timeout {
-        address: ServerAddress,
-        waited_ms: u128,
-        max_size: usize,
-        timeout_ms: u128,
-    },
-    #[error("connection pool for {address} was cleared: {reason}")]
-    Cleared { address: ServerAddress, reason: String },
-    #[error("connection pool for {address} is closed")]
-    Closed { address: ServerAddress },
-    #[error(transparent)]
-    Connect(#[from] UpstreamError),
-}
-
-impl CheckoutError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Timeout { .. } => "timeout",
-            Self::Cleared { .. } => "pool_cleared",
-            Self::Closed { .. } => "pool_closed",
-            Self::Connect(_) => "connection_error",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -92,6 +41,8 @@ struct Inner {
     /// Cancelled when a clear must interrupt checked-out connections (SDAM: a monitor
     /// timed out); replaced by a fresh token each time.
     interrupt: Mutex<CancellationToken>,
+    /// In an outage every checkout fails to connect: one line per second.
+    connect_log: crate::throttle::Throttle,
 }
 
 impl Pool {
@@ -111,6 +62,7 @@ impl Pool {
             next_id: AtomicU64::new(1),
             metrics,
             interrupt: Mutex::new(CancellationToken::new()),
+            connect_log: crate::throttle::Throttle::new(std::time::Duration::from_secs(1)),
         };
         Self {
             inner: Arc::new(inner),
@@ -135,8 +87,14 @@ impl Pool {
 
     /// Checks out a connection, waiting in FIFO order up to waitQueueTimeoutMS.
     pub async fn check_out(&self) -> Result<PooledConn, CheckoutError> {
+        self.check_out_by(None).await
+    }
+
+    /// [`Pool::check_out`], with the wait and the opening of a new connection also ending
+    /// at `budget` (the end of the request's maxTimeMS), as CSOT bounds checkout.
+    pub async fn check_out_by(&self, budget: Option<Instant>) -> Result<PooledConn, CheckoutError> {
         let started = Instant::now();
-        let result = self.check_out_inner(started).await;
+        let result = self.check_out_inner(started, budget).await;
         let m = &self.inner.metrics;
         m.checkout_wait.observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
@@ -145,8 +103,13 @@ impl Pool {
         result
     }
 
-    async fn check_out_inner(&self, started: Instant) -> Result<PooledConn, CheckoutError> {
-        let deadline = started + self.inner.opts.wait_queue_timeout;
+    async fn check_out_inner(
+        &self,
+        started: Instant,
+        budget: Option<Instant>,
+    ) -> Result<PooledConn, CheckoutError> {
+        let queue_deadline = started + self.inner.opts.wait_queue_timeout;
+        let deadline = budget.map_or(queue_deadline, |b| b.min(queue_deadline));
         // The first pass reuses the caller's clock reading; later passes (after a wait or
         // a dead parked connection) read it again.
         let mut now = started;
@@ -162,9 +125,9 @@ impl Pool {
             self.inner.close_all(discard, "stale");
             let grant = match grant {
                 Some(g) => g,
-                None => self.wait(deadline, started).await?,
+                None => self.wait(deadline, started, deadline != queue_deadline).await?,
             };
-            if let Some(conn) = self.inner.take_grant(grant).await? {
+            if let Some(conn) = self.inner.take_grant(grant, budget).await? {
                 let interrupt = self
                     .inner
                     .interrupt
@@ -181,7 +144,13 @@ impl Pool {
         }
     }
 
-    async fn wait(&self, deadline: Instant, started: Instant) -> Result<Grant, CheckoutError> {
+    /// Waits for a grant until `deadline`, which is the caller's budget when `budget_ends`.
+    async fn wait(
+        &self,
+        deadline: Instant,
+        started: Instant,
+        budget_ends: bool,
+    ) -> Result<Grant, CheckoutError> {
         let (tx, mut rx) = oneshot::channel();
         {
             let mut st = self.inner.lock();
@@ -205,6 +174,12 @@ impl Pool {
                 let mut st = self.inner.lock();
                 st.waiters.retain(|w| !w.is_closed());
                 self.inner.metrics.waiters.set(gauge(st.waiters.len()));
+                if budget_ends {
+                    return Err(CheckoutError::Expired {
+                        address: self.inner.address.clone(),
+                        doing: "waiting for a connection to",
+                    });
+                }
                 let o = &self.inner.opts;
                 Err(CheckoutError::Timeout {
                     address: self.inner.address.clone(),
@@ -317,9 +292,14 @@ impl Inner {
         }
     }
 
-    /// Turns a grant into a connection: checks a parked one, or opens a new one.
-    /// `Ok(None)` means the parked connection was dead and the caller should try again.
-    async fn take_grant(&self, grant: Grant) -> Result<Option<UpstreamConn>, CheckoutError> {
+    /// Turns a grant into a connection: checks a parked one, or opens a new one (given up
+    /// at `budget`). `Ok(None)` means the parked connection was dead and the caller
+    /// should try again.
+    async fn take_grant(
+        &self,
+        grant: Grant,
+        budget: Option<Instant>,
+    ) -> Result<Option<UpstreamConn>, CheckoutError> {
         match grant {
             Grant::Conn(conn) => {
                 if conn.looks_alive() {
@@ -341,15 +321,25 @@ impl Inner {
                     armed: true,
                 };
                 self.metrics.connecting.inc();
-                let result = UpstreamConn::establish(&self.address, id, generation, &self.connect).await;
-                guard.finish(result.is_ok());
+                let establish = UpstreamConn::establish(&self.address, id, generation, &self.connect);
+                let result = match budget {
+                    Some(at) => tokio::time::timeout_at(at.into(), establish).await,
+                    None => Ok(establish.await),
+                };
+                guard.finish(matches!(result, Ok(Ok(_))));
                 match result {
-                    Ok(conn) => {
+                    Ok(Ok(conn)) => {
                         self.metrics.created.inc();
                         Ok(Some(conn))
                     }
-                    Err(e) => {
-                        tracing::warn!(address = %self.address, error = %e, "failed to open upstream connection");
+                    Err(_) => Err(CheckoutError::Expired {
+                        address: self.address.clone(),
+                        doing: "opening a connection to",
+                    }),
+                    Ok(Err(e)) => {
+                        if let Some(held_back) = self.connect_log.admit() {
+                            tracing::warn!(address = %self.address, error = %e, held_back, "failed to open upstream connection");
+                        }
                         Err(CheckoutError::Connect(e))
                     }
                 }

@@ -4,17 +4,26 @@
 //! - nothing was sent (the connection could not be opened, the pool was cleared);
 //! - the reply is a rejection before execution (`ok: 0` with a NotWritablePrimary-family
 //!   code, or the `NoWritesPerformed` label);
-//! - retryable reads (the retryable-reads spec's commands; never getMore), by code;
-//! - writes with `txnNumber` outside a transaction, and commitTransaction /
-//!   abortTransaction (the server deduplicates them). On servers that label their errors
-//!   (wire version 9+) these are retried only when the reply carries
-//!   `RetryableWriteError`, exactly as a driver decides.
+//! - retryable reads, by code;
+//! - retryable writes sent with `txnNumber` outside a transaction, and
+//!   commitTransaction / abortTransaction (the server deduplicates them). On servers
+//!   that label their errors (wire version 9+) these are retried only when the reply
+//!   carries `RetryableWriteError`, exactly as a driver decides.
+//!
+//! Which commands are which, and that a command on a cursor (getMore, killCursors) is
+//! never retried, is read from the command table ([`crate::command::Spec`]).
 //!
 //! A reply that proves the command ran (`ok: 1` with a `writeConcernError`, or any other
 //! error) is final for every other write: sending it again could apply it twice.
 //! Everything else passes through unchanged, labels included.
+//!
+//! Never retried by the proxy: a request that timed out on its connection
+//! (socketTimeoutMS), which may still be running on a slow server, so a second copy
+//! would only add load and the same wait again (the driver sees NetworkTimeout and
+//! retries by its own rules and time limit); and a request whose client's maxTimeMS is
+//! used up.
 
-use crate::command::CommandName;
+use crate::command::{CommandName, Cursor, Kind, Spec, TxnEnd};
 use crate::errors::{RESUMABLE_CHANGE_STREAM_ERROR, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
 use crate::sdam::{classify_error, StateChangeError};
 
@@ -36,9 +45,9 @@ const RETRYABLE_CODES: &[i32] = &[
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Facts {
     pub name: CommandName,
-    /// A read the retryable-reads spec allows to retry (e.g. aggregate without $out).
+    /// A read the retryable-reads spec allows to retry ([`Spec::retryable_read`]).
     pub retryable_read: bool,
-    /// txnNumber outside a transaction.
+    /// A write the server deduplicates: sent with txnNumber outside a transaction.
     pub retryable_write: bool,
     /// `autocommit: false`: a statement of a multi-document transaction.
     pub in_transaction: bool,
@@ -48,8 +57,12 @@ pub struct Facts {
 }
 
 impl Facts {
+    fn spec(&self) -> Spec {
+        self.name.spec()
+    }
+
     fn txn_end(&self) -> bool {
-        self.name.ends_transaction()
+        self.spec().ends_transaction()
     }
 
     fn idempotent(&self) -> bool {
@@ -70,6 +83,12 @@ pub enum Failure {
     NotSent { retryable: bool },
     /// Sent; the connection failed before a reply: the outcome is unknown.
     Network,
+    /// Sent, or partly sent; no reply within socketTimeoutMS (or the write did not
+    /// finish): the outcome is unknown and the server may still be running it.
+    Timeout,
+    /// The client's maxTimeMS ran out in the proxy, before the request was sent or
+    /// (`sent`) while waiting for the server, which was told the same limit.
+    Expired { sent: bool },
     /// The server replied with an error.
     Reply(ReplyFailure),
 }
@@ -109,9 +128,21 @@ impl Reason {
     }
 }
 
+/// Retries of requests that never reached a server (a connection that could not be
+/// made, a pool cleared under the checkout), beyond the one retry of a sent request.
+pub const MAX_UNSENT_RETRIES: u32 = 3;
+
+/// Whether a retry after `failure` uses up the request's one retry. A request that never
+/// reached a server did not run, so resending it is safe whatever it is; it may be
+/// resent up to [`MAX_UNSENT_RETRIES`] times before the one retry is spent (an outage
+/// clears a member's pool on every failed check, and a checkout can meet several).
+pub fn spends_retry(failure: Failure, unsent_retries: u32) -> bool {
+    !matches!(failure, Failure::NotSent { .. }) || unsent_retries >= MAX_UNSENT_RETRIES
+}
+
 /// Whether to retry after `failure` on attempt `attempt` (0 = the first).
 pub fn decide(f: &Facts, failure: Failure, attempt: u32) -> Option<Reason> {
-    if attempt >= 1 || f.more_to_come || matches!(f.name, CommandName::GetMore | CommandName::KillCursors) {
+    if attempt >= 1 || f.more_to_come || f.spec().on_cursor() {
         return None;
     }
     if f.in_transaction && !f.txn_end() {
@@ -121,6 +152,7 @@ pub fn decide(f: &Facts, failure: Failure, attempt: u32) -> Option<Reason> {
     match failure {
         Failure::NotSent { retryable } => retryable.then_some(Reason::NotSent),
         Failure::Network => f.idempotent().then_some(Reason::Network),
+        Failure::Timeout | Failure::Expired { .. } => None,
         Failure::Reply(r) => decide_reply(f, &r),
     }
 }
@@ -152,19 +184,28 @@ fn decide_reply(f: &Facts, r: &ReplyFailure) -> Option<Reason> {
 
 /// Labels for an error the proxy itself reports after `failure`.
 pub fn proxy_error_labels(f: &Facts, failure: Failure) -> Vec<&'static str> {
+    if let Failure::Expired { .. } = failure {
+        // MaxTimeMSExpired, as a mongos reports it: not a retryable code and not a
+        // transient transaction error, so no label (the time is up; a retry would be
+        // cut short as well).
+        return Vec::new();
+    }
     if f.in_transaction && !f.txn_end() {
         return vec![TRANSIENT_TRANSACTION_ERROR];
     }
+    let spec = f.spec();
     let mut labels = Vec::new();
-    if f.change_stream && matches!(f.name, CommandName::GetMore | CommandName::Aggregate) {
+    if f.change_stream && matches!(spec.cursor, Cursor::Opens(_) | Cursor::Continues) {
         // Every error the proxy makes (routing codes: 6, 89, 262 ...) is resumable; a
         // mongos labels them so the driver resumes instead of ending the stream.
         labels.push(RESUMABLE_CHANGE_STREAM_ERROR);
     }
-    if f.retryable_write || f.txn_end() {
+    if f.deduplicated_write() {
         labels.push(RETRYABLE_WRITE_ERROR);
     }
-    if f.name == CommandName::CommitTransaction && failure == Failure::Network {
+    if spec.kind == Kind::EndTransaction(TxnEnd::Commit)
+        && matches!(failure, Failure::Network | Failure::Timeout)
+    {
         labels.push(UNKNOWN_TRANSACTION_COMMIT_RESULT);
     }
     labels
@@ -180,29 +221,30 @@ pub fn needs_transient_label(f: &Facts, r: &ReplyFailure) -> bool {
         && r.code.is_some_and(|c| classify_error(Some(c), "").is_some())
 }
 
-/// Reads the retryable-reads spec allows to retry.
-pub fn is_retryable_read(name: CommandName, writes_output: bool) -> bool {
-    match name {
-        CommandName::Find
-        | CommandName::Count
-        | CommandName::Distinct
-        | CommandName::ListCollections
-        | CommandName::ListIndexes
-        | CommandName::ListDatabases => true,
-        CommandName::Aggregate => !writes_output,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsent_requests_are_resent_a_few_times_before_the_retry_is_spent() {
+        let unsent = Failure::NotSent { retryable: true };
+        assert!(!spends_retry(unsent, 0));
+        assert!(!spends_retry(unsent, MAX_UNSENT_RETRIES - 1));
+        assert!(spends_retry(unsent, MAX_UNSENT_RETRIES));
+        for sent in [
+            Failure::Network,
+            Failure::Timeout,
+            Failure::Expired { sent: true },
+        ] {
+            assert!(spends_retry(sent, 0), "{sent:?}");
+        }
+    }
     use CommandName as C;
 
     fn facts(name: C) -> Facts {
         Facts {
             name,
-            retryable_read: is_retryable_read(name, false),
+            retryable_read: name.spec().retryable_read(None),
             ..Facts::default()
         }
     }
@@ -373,6 +415,29 @@ mod tests {
                 Some(Reason::NotWritablePrimary),
             ),
             ("getMore, network", get_more, Failure::Network, 0, None),
+            ("read, socket timeout", read, Failure::Timeout, 0, None),
+            (
+                "retryable insert, socket timeout",
+                retryable_insert,
+                Failure::Timeout,
+                0,
+                None,
+            ),
+            ("commit, socket timeout", commit, Failure::Timeout, 0, None),
+            (
+                "read, maxTimeMS used up",
+                read,
+                Failure::Expired { sent: false },
+                0,
+                None,
+            ),
+            (
+                "commit, maxTimeMS used up",
+                commit,
+                Failure::Expired { sent: true },
+                0,
+                None,
+            ),
             ("getMore, 10107", get_more, reply(10107), 0, None),
             ("w:0, not sent", w0, Failure::NotSent { retryable: true }, 0, None),
             (
@@ -495,13 +560,23 @@ mod tests {
             );
         }
         assert!(proxy_error_labels(&facts(C::GetMore), Failure::Network).is_empty());
-    }
-
-    #[test]
-    fn retryable_reads() {
-        assert!(is_retryable_read(C::Aggregate, false));
-        assert!(!is_retryable_read(C::Aggregate, true));
-        assert!(!is_retryable_read(C::GetMore, false));
-        assert!(!is_retryable_read(C::Insert, false));
+        // A timeout leaves the outcome unknown, as a dropped connection does.
+        assert_eq!(
+            proxy_error_labels(&retryable_insert, Failure::Timeout),
+            [RETRYABLE_WRITE_ERROR]
+        );
+        assert_eq!(
+            proxy_error_labels(&commit, Failure::Timeout),
+            [RETRYABLE_WRITE_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT]
+        );
+        // MaxTimeMSExpired carries no label, whatever the command.
+        for f in [retryable_insert, in_txn, commit, stream_get_more, facts(C::Find)] {
+            for sent in [false, true] {
+                assert!(
+                    proxy_error_labels(&f, Failure::Expired { sent }).is_empty(),
+                    "{f:?} sent {sent}"
+                );
+            }
+        }
     }
 }

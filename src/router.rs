@@ -1,10 +1,11 @@
 //! Commands → targets: which member a command must go to. Pure decisions, tested from
-//! tables; the pin state they consult lives in [`crate::pins`].
+//! tables; each command's route is its row of the command table ([`Route`]), and the pin
+//! state they consult lives in [`crate::pins`].
 
 use bson::{RawDocument, RawDocumentBuf};
 
 use crate::address::ServerAddress;
-use crate::command::{as_i64, Command, CommandName};
+use crate::command::{as_i64, Command, Route};
 
 /// Where a command goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +46,14 @@ pub fn kill_cursors_ids(body: &RawDocument) -> Vec<i64> {
 }
 
 pub fn route(cmd: &Command<'_>, pins: &PinLookup) -> Target {
-    if matches!(cmd.known, CommandName::GetMore | CommandName::KillCursors) {
+    let route = cmd.known.spec().route;
+    if route == Route::Cursor {
         if let Some(addr) = &pins.cursor {
             return Target::Pinned(addr.clone(), PinKind::Cursor);
         }
     }
     // Every command of a transaction after the first goes where the transaction began.
-    if (cmd.in_transaction && !cmd.start_transaction) || cmd.known.ends_transaction() {
+    if (cmd.in_transaction && !cmd.start_transaction) || route == Route::Transaction {
         if let Some(addr) = &pins.transaction {
             return Target::Pinned(addr.clone(), PinKind::Transaction);
         }
@@ -60,8 +62,10 @@ pub fn route(cmd: &Command<'_>, pins: &PinLookup) -> Target {
         // Transactions run on the primary.
         return Target::Select(Criteria::Primary);
     }
-    match cmd.read_preference {
-        Some(rp) if rp.get_str("mode").is_ok_and(|m| m != "primary") => {
+    match (route, cmd.read_preference) {
+        (Route::ReadPreference | Route::Cursor, Some(rp))
+            if rp.get_str("mode").is_ok_and(|m| m != "primary") =>
+        {
             Target::Select(Criteria::Read(rp.to_owned()))
         }
         _ => Target::Select(Criteria::Primary),
@@ -87,6 +91,11 @@ mod tests {
         let commit =
             rawdoc! { "commitTransaction": 1, "lsid": { "id": 1 }, "txnNumber": 1_i64, "autocommit": false };
         let txn_rp = rawdoc! { "find": "c", "autocommit": false, "startTransaction": true, "$readPreference": { "mode": "secondary" } };
+        let insert_rp = rawdoc! { "insert": "c", "$readPreference": { "mode": "secondary" } };
+        let ddl_rp = rawdoc! { "createIndexes": "c", "$readPreference": { "mode": "nearest" } };
+        let commit_rp = rawdoc! { "commitTransaction": 1, "$readPreference": { "mode": "secondary" } };
+        let out_rp = rawdoc! { "aggregate": "c", "pipeline": [{ "$out": "x" }], "$readPreference": { "mode": "secondary" } };
+        let end_sessions = rawdoc! { "endSessions": [], "$readPreference": { "mode": "primaryPreferred" } };
         let no_pins = PinLookup::default();
         let cursor_pin = PinLookup {
             cursor: Some(a("s2")),
@@ -115,6 +124,22 @@ mod tests {
             (&commit, &txn_pin, Target::Pinned(a("p"), PinKind::Transaction)),
             (&txn_rp, &no_pins, Target::Select(Criteria::Primary)),
             (&get_more, &both, Target::Pinned(a("s2"), PinKind::Cursor)),
+            // Writes go to the primary whatever $readPreference says, as a mongos sends them.
+            (&insert_rp, &no_pins, Target::Select(Criteria::Primary)),
+            (&ddl_rp, &no_pins, Target::Select(Criteria::Primary)),
+            (&commit_rp, &no_pins, Target::Select(Criteria::Primary)),
+            // An aggregate that writes may run on a secondary (5.0+); endSessions is sent
+            // primaryPreferred (sessions spec).
+            (
+                &out_rp,
+                &no_pins,
+                Target::Select(Criteria::Read(rawdoc! { "mode": "secondary" })),
+            ),
+            (
+                &end_sessions,
+                &no_pins,
+                Target::Select(Criteria::Read(rawdoc! { "mode": "primaryPreferred" })),
+            ),
         ];
         for (i, (doc, pins, want)) in cases.into_iter().enumerate() {
             assert_eq!(route(&Command::parse(doc), pins), want, "case {i}");

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::pins::Pins;
+use crate::session::refuse::RefusalSlot;
 use crate::session::{self, ClientStream};
 use crate::topology::Topology;
 
@@ -61,6 +62,15 @@ impl Proxy {
         )
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let ctx = Arc::new(Context::new(config.clone(), topology, metrics, pins));
+        if let crate::fdlimit::Capacity::Descriptors { clients, soft } = ctx.client_capacity {
+            tracing::warn!(
+                max_client_connections = config.max_client_connections,
+                clients,
+                nofile_soft = soft,
+                reserve = crate::fdlimit::reserve(&config),
+                "the file-descriptor limit allows fewer clients than max_client_connections; raise the hard limit (ulimit -Hn) to admit more"
+            );
+        }
         let accept_cancel = CancellationToken::new();
         let session_cancel = CancellationToken::new();
         let sessions = TaskTracker::new();
@@ -141,17 +151,24 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    /// Admits a client if under the limit; otherwise closes it at once.
+    /// Admits a client if under the limit; otherwise answers its hello with an error
+    /// that names the limit, and closes it.
     fn admit(&self, io: ClientStream, peer: String) {
-        let limit = self.ctx.config.max_client_connections;
+        let capacity = self.ctx.client_capacity;
+        let limit = capacity.clients();
         if self.ctx.clients.fetch_add(1, Ordering::Relaxed) >= limit {
             self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            self.ctx
-                .metrics
-                .client_rejected
-                .with_label_values(&["limit"])
-                .inc();
-            tracing::warn!(%peer, limit, "refusing client: max_client_connections reached");
+            let refused = self.ctx.metrics.client_rejected.with_label_values(&["limit"]);
+            refused.inc();
+            // A flood at the limit would log a line per client: the first ten, then one
+            // in a thousand, each with the count so far.
+            let n = refused.get();
+            if n <= 10 || n.is_multiple_of(1000) {
+                tracing::warn!(%peer, limit, refused = n, "refusing client: max_client_connections reached");
+            }
+            if let Some(slot) = RefusalSlot::take(&self.ctx, &self.ctx.refusing) {
+                tokio::spawn(session::refuse::refuse(slot, io, capacity));
+            }
             return;
         }
         let slot = ClientSlot(self.ctx.clone());
@@ -170,7 +187,9 @@ impl Acceptor {
             .client_rejected
             .with_label_values(&["accept_error"])
             .inc();
-        tracing::warn!(error = %e, "accept failed");
+        if let Some(held_back) = self.ctx.throttles.accept.admit() {
+            tracing::warn!(error = %e, held_back, "accept failed");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -1,11 +1,13 @@
 //! One client connection: read a frame, decide, answer locally or forward, write the
 //! reply. Upstream connections are held only for the duration of one request.
 
+mod abort;
 mod failpoint;
 mod forward;
 mod io;
 mod local;
 mod plan;
+pub mod refuse;
 
 pub use io::ClientStream;
 
@@ -34,6 +36,10 @@ pub enum End {
     Shutdown,
     Protocol(&'static str),
     Io,
+    /// The client took no reply bytes within `client_write_timeout`.
+    WriteTimeout,
+    /// The client began no message within `client_idle_timeout`.
+    IdleTimeout,
 }
 
 impl End {
@@ -43,6 +49,8 @@ impl End {
             Self::Shutdown => "shutdown",
             Self::Protocol(_) => "protocol_error",
             Self::Io => "io_error",
+            Self::WriteTimeout => "write_timeout",
+            Self::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -107,9 +115,13 @@ impl Session {
                 Err(end) => break end,
             };
             self.ctx.metrics.client_bytes_in.inc_by(frame.len() as u64);
+            // A large message's budget lease is held until its request is done.
+            let lease = self.reader.take_lease();
             // Boxed so that an idle session keeps only its small read state, not the
             // request path's (measured: 3.4 KB of future per client otherwise).
-            if let Err(end) = Box::pin(self.handle(frame)).await {
+            let handled = Box::pin(self.handle(frame)).await;
+            drop(lease);
+            if let Err(end) = handled {
                 break end;
             }
         };
@@ -151,27 +163,66 @@ impl Session {
         }
         let max = self.max_message();
         let deadline = self.ctx.config.client_read_timeout;
+        let idle = self.ctx.config.client_idle_timeout;
         // The reader holds no buffer between messages (the first read of one goes to the
         // stack), so a parked client costs only its socket and this session. Once a
         // message has begun, a stalled sender must not hold its buffer forever; the timer
         // is armed only if the message did not arrive in one read.
-        let read = self.reader.next_within(&mut self.io, max, deadline);
-        let result = tokio::select! {
-            biased;
-            _ = cancelled => return Err(End::Shutdown),
-            r = read => r,
-        };
-        match result {
-            Ok(Some(f)) => Ok(f),
-            Ok(None) => Err(End::ClientClosed),
-            Err(WireError::Io(_)) => Err(End::Io),
-            Err(WireError::Truncated(_)) => Err(End::ClientClosed),
-            Err(e) => Err(self.protocol_error(&e)),
+        let mut cancelled = cancelled;
+        loop {
+            let budget = Some(&self.ctx.memory);
+            let read = self
+                .reader
+                .next_bounded(&mut self.io, max, deadline, idle, budget);
+            let result = tokio::select! {
+                biased;
+                _ = cancelled.as_mut() => return Err(End::Shutdown),
+                r = read => r,
+            };
+            return match result {
+                Ok(Some(f)) => Ok(f),
+                Ok(None) => Err(End::ClientClosed),
+                Err(WireError::Io(_)) => Err(End::Io),
+                Err(WireError::Truncated(_)) => Err(End::ClientClosed),
+                Err(WireError::Idle(ms)) => {
+                    tracing::debug!(parent: &self.span, idle_ms = ms, "closing idle client");
+                    Err(End::IdleTimeout)
+                }
+                Err(e @ WireError::OverBudget { request_id, .. }) => {
+                    // Boxed so that an idle session's future stays small.
+                    Box::pin(self.refuse_over_budget(&e, request_id, max, deadline)).await?;
+                    continue;
+                }
+                Err(e) => Err(self.protocol_error(&e)),
+            };
         }
     }
 
+    /// A large message that found no room in the buffer budget: read off and dropped as
+    /// it arrives, then answered with an error; the connection carries on.
+    async fn refuse_over_budget(
+        &mut self,
+        e: &WireError,
+        request_id: i32,
+        max: usize,
+        deadline: std::time::Duration,
+    ) -> Result<(), End> {
+        self.ctx.metrics.buffer_budget_refusals.inc();
+        tracing::warn!(parent: &self.span, error = %e, "refusing a large message: buffer budget spent");
+        match self.reader.discard_message(&mut self.io, max, deadline).await {
+            Ok(true) => {}
+            Ok(false) => return Err(End::ClientClosed),
+            Err(WireError::Io(_)) => return Err(End::Io),
+            Err(e) => return Err(self.protocol_error(&e)),
+        }
+        let err = ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string());
+        self.reply_error(request_id, &err, None).await
+    }
+
     fn protocol_error(&self, e: &WireError) -> End {
-        tracing::warn!(parent: &self.span, error = %e, "closing client: bad message");
+        if let Some(held_back) = self.ctx.throttles.client_protocol.admit() {
+            tracing::warn!(parent: &self.span, error = %e, held_back, "closing client: bad message");
+        }
         End::Protocol(e.kind())
     }
 
@@ -208,7 +259,9 @@ impl Session {
                         .client_protocol_errors
                         .with_label_values(&[e.kind()])
                         .inc();
-                    tracing::warn!(parent: &self.span, error = %e, "rejecting malformed OP_MSG");
+                    if let Some(held_back) = self.ctx.throttles.client_protocol.admit() {
+                        tracing::warn!(parent: &self.span, error = %e, held_back, "rejecting malformed OP_MSG");
+                    }
                     let err = ProxyError::new(ErrorCode::ProtocolError, e.to_string());
                     return self.reply_error(request_id, &err, compressor).await;
                 }
@@ -273,7 +326,31 @@ impl Session {
             None => reply,
         };
         self.ctx.metrics.client_bytes_out.inc_by(reply.len() as u64);
-        self.io.write_all(reply.as_bytes()).await.map_err(|_| End::Io)
+        let bytes = reply.as_bytes();
+        // Most replies fit the socket's buffer at once: no timer for them.
+        let sent = match self.io.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => return Err(End::Io),
+        };
+        if sent == bytes.len() {
+            return Ok(());
+        }
+        // A large reply waiting on a slow client counts against the buffer budget, so
+        // that new large requests wait instead of adding to it.
+        let _held =
+            (bytes.len() > crate::memory::BUDGETED_ABOVE).then(|| self.ctx.memory.charge(bytes.len()));
+        // A client that stops reading must not hold its reply (and this session) forever.
+        // The bound is on the whole rest of the reply, as a client that reads a trickle
+        // holds it just the same.
+        let limit = self.ctx.config.client_write_timeout;
+        match tokio::time::timeout(limit, self.io.write_all(&bytes[sent..])).await {
+            Ok(r) => r.map_err(|_| End::Io),
+            Err(_) => {
+                tracing::warn!(parent: &self.span, unsent = bytes.len() - sent, timeout_ms = limit.as_millis(), "closing client: it stopped reading its reply");
+                Err(End::WriteTimeout)
+            }
+        }
     }
 
     async fn write_legacy(&mut self, request_id: i32, doc: &[u8]) -> Result<(), End> {

@@ -32,6 +32,17 @@ pub enum UpstreamError {
     Closed { address: ServerAddress },
     #[error("no reply from {address} within {ms} ms (socketTimeoutMS)")]
     Timeout { address: ServerAddress, ms: u128 },
+    #[error(
+        "writing a request to {address} took more than {ms} ms (socketTimeoutMS); the server is not reading"
+    )]
+    WriteTimeout { address: ServerAddress, ms: u128 },
+    /// The client's maxTimeMS (and the grace after it) ran out: the proxy's limit, not
+    /// the server's failure.
+    #[error("the request's maxTimeMS ran out while {doing} to {address}")]
+    DeadlineExceeded {
+        address: ServerAddress,
+        doing: &'static str,
+    },
     #[error("request to {address} interrupted: the member stopped answering its monitor")]
     Interrupted { address: ServerAddress },
     #[error("reply from {address} out of step: expected responseTo {}, got {got}; connection discarded", .expected.map_or_else(|| "none (no request outstanding)".to_string(), |e| e.to_string()))]
@@ -49,8 +60,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A network timeout in SDAM's sense (the member itself was too slow).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::ConnectTimeout { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::ConnectTimeout { .. } | Self::Timeout { .. } | Self::WriteTimeout { .. }
+        )
     }
 
     /// A bounded label for metrics.
@@ -62,6 +77,8 @@ impl UpstreamError {
             Self::Io { .. } => "io",
             Self::Closed { .. } => "closed",
             Self::Timeout { .. } => "timeout",
+            Self::WriteTimeout { .. } => "write_timeout",
+            Self::DeadlineExceeded { .. } => "deadline",
             Self::Protocol { .. } => "protocol",
             Self::Interrupted { .. } => "interrupted",
             Self::ResponseMismatch { .. } => "response_mismatch",

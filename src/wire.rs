@@ -13,10 +13,10 @@ mod query;
 mod reply;
 
 pub use compressed::{compress, decompress, Compressor};
-pub use frame::{decode_frame, Frame, FrameCodec, FrameReader};
+pub use frame::{decode_frame, Frame, FrameCodec, FrameReader, GROWTH_STEP};
 pub use header::{Header, OpCode, HEADER_LEN};
 pub use msg::{
-    build_msg, refresh_checksum, set_msg_flags, DocSequence, OpMsg, MSG_CHECKSUM_PRESENT,
+    build_msg, refresh_checksum, set_body_number, set_msg_flags, DocSequence, OpMsg, MSG_CHECKSUM_PRESENT,
     MSG_EXHAUST_ALLOWED, MSG_MORE_TO_COME,
 };
 pub use query::OpQuery;
@@ -51,6 +51,15 @@ pub enum WireError {
     Truncated(usize),
     #[error("message not completed within {0} ms")]
     Stalled(u128),
+    #[error("no message began within the idle timeout ({0} ms)")]
+    Idle(u128),
+    #[error("message of {len} bytes refused: the proxy's buffer budget ({limit} bytes) stayed full for {waited_ms} ms")]
+    OverBudget {
+        len: usize,
+        limit: usize,
+        waited_ms: u128,
+        request_id: i32,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -77,6 +86,8 @@ impl WireError {
             Self::Decompress(_) => "decompress",
             Self::Truncated(_) => "truncated",
             Self::Stalled(_) => "stalled",
+            Self::Idle(_) => "idle",
+            Self::OverBudget { .. } => "over_budget",
             Self::Io(_) => "io",
         }
     }

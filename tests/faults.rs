@@ -53,3 +53,12 @@ async fn commit_blip_recovers_without_heartbeat() {
 async fn txn_wce_reply_has_no_transient_label() {
     run_scenario("txn_wce_label", None).await;
 }
+
+/// A statement's upstream connection drops inside a transaction, and the app commits
+/// anyway. Directly the server keeps the transaction and commits half of it; through
+/// mongoplex, as through a mongos, the proxy's error aborts the transaction, so the
+/// commit fails with NoSuchTransaction and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_statement_blip_aborts_the_transaction() {
+    run_scenario("txn_statement_blip", None).await;
+}

@@ -8,20 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::failpoint::fail_once;
-use common::peers::Secantus;
+use common::peers::{free_port, Secantus};
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mongoplex"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the binary and waits until it logs that it started.

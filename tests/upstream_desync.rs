@@ -1,8 +1,10 @@
-//! An upstream whose replies fall out of step with its requests. Every reply's responseTo
-//! must match the requestID sent on that connection; one that does not breaks the
-//! connection instead of reaching whichever client asked next.
+//! An upstream whose replies fall out of step with its requests, or are not replies at
+//! all. Every reply's responseTo must match the requestID sent on that connection; one
+//! that does not breaks the connection instead of reaching whichever client asked next.
+//! Garbage, a length of 2 GB and a close mid-reply each end in a clear error for the
+//! client that asked, and touch nothing else.
 //!
-//! The upstream is a tiny fake standalone written here, so the test needs no peers.
+//! The upstream is a tiny fake standalone written here: no real server sends these.
 
 #[path = "common/proxy.rs"]
 mod proxy;
@@ -29,6 +31,13 @@ enum Fault {
     WrongResponseTo,
     /// An unsolicited reply follows every handshake hello.
     UnsolicitedAfterHello,
+    /// A find whose filter tag starts with "bad" gets 64 bytes that are not a reply: a
+    /// valid header over a body that is no BSON.
+    Garbage,
+    /// ... gets a header announcing 2,000,000,000 bytes.
+    HugeLength,
+    /// ... gets the first half of its reply, then the connection closes.
+    CloseMidReply,
 }
 
 #[derive(Default)]
@@ -134,6 +143,31 @@ async fn serve(mut tcp: TcpStream, fault: Fault, stats: Arc<Stats>, fired: Arc<A
                     id
                 };
                 let reply = msg(responds_to, &reply);
+                if tag.starts_with("bad") {
+                    let bytes = reply.as_bytes();
+                    let fault_bytes = match fault {
+                        Fault::Garbage => {
+                            let mut g = bytes[..16].to_vec();
+                            g[0..4].copy_from_slice(&64i32.to_le_bytes());
+                            g.extend((0..48).map(|i: u8| i.wrapping_mul(37) | 0x80));
+                            Some(g)
+                        }
+                        Fault::HugeLength => {
+                            let mut g = bytes[..16].to_vec();
+                            g[0..4].copy_from_slice(&2_000_000_000i32.to_le_bytes());
+                            Some(g)
+                        }
+                        Fault::CloseMidReply => Some(bytes[..bytes.len() / 2].to_vec()),
+                        _ => None,
+                    };
+                    if let Some(g) = fault_bytes {
+                        let _ = tcp.write_all(&g).await;
+                        if fault == Fault::CloseMidReply {
+                            return;
+                        }
+                        continue;
+                    }
+                }
                 if fault == Fault::LateReply && finds == 2 && !fired.swap(true, Ordering::SeqCst) {
                     if let Some(late) = last_find_reply.take() {
                         stats.late_replies_sent.fetch_add(1, Ordering::SeqCst);
@@ -277,4 +311,56 @@ async fn a_late_reply_never_reaches_another_client() {
     }
     drop(client);
     proxy.shutdown().await;
+}
+
+/// Garbage, a 2 GB length and a close mid-reply from the upstream: the client that asked
+/// gets an error naming the broken connection; another client's finds on the same proxy
+/// (and the same member) succeed before and after, and the connection is counted closed
+/// for an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_huge_lengths_and_cut_replies_fail_only_the_request_that_met_them() {
+    for fault in [Fault::Garbage, Fault::HugeLength, Fault::CloseMidReply] {
+        let what = match fault {
+            Fault::Garbage => "garbage",
+            Fault::HugeLength => "a 2 GB length",
+            _ => "a close mid-reply",
+        };
+        let fake = Fake::start(fault).await;
+        let proxy = TestProxy::builder(&fake.uri()).max_pool_size(2).start().await;
+        let uri = proxy.uri_with("retryReads=false&serverSelectionTimeoutMS=20000");
+        let victim = mongodb::Client::with_uri_str(&uri).await.expect("client");
+        let bystander = mongodb::Client::with_uri_str(&uri).await.expect("client");
+        let coll = |c: &mongodb::Client| c.database("t").collection::<mongodb::bson::Document>("c");
+        let ok_find = |tag: &'static str| {
+            let coll = coll(&bystander);
+            async move { coll.find_one(mongodb::bson::doc! { "tag": tag }).await }
+        };
+        ok_find("before")
+            .await
+            .unwrap_or_else(|e| panic!("{what}: a find before failed: {e}"));
+        let err = coll(&victim)
+            .find_one(mongodb::bson::doc! { "tag": "bad" })
+            .await
+            .expect_err("the find that met the fault fails");
+        let text = err.to_string();
+        assert!(
+            text.contains("mongoplex"),
+            "{what}: not the proxy's error: {text}"
+        );
+        for i in 0..5 {
+            let got = ok_find("after")
+                .await
+                .unwrap_or_else(|e| panic!("{what}: find {i} after failed: {e}"));
+            assert_eq!(
+                got.and_then(|d| d.get_str("tag").ok().map(str::to_owned))
+                    .as_deref(),
+                Some("after")
+            );
+        }
+        let closed = proxy.metric_sum("mongoplex_pool_connections_closed_total", &["reason=\"error\""]);
+        assert!(closed >= 1.0, "{what}: the broken connection is not counted");
+        eprintln!("{what}: the client got: {text}");
+        drop((victim, bystander));
+        proxy.shutdown().await;
+    }
 }

@@ -32,6 +32,9 @@ pub struct Settings {
 
     pub max_client_connections: Option<u64>,
     pub client_read_timeout_ms: Option<u64>,
+    pub client_write_timeout_ms: Option<u64>,
+    pub client_idle_timeout_ms: Option<u64>,
+    pub max_buffered_bytes: Option<u64>,
     pub compressors: Option<Vec<String>>,
     pub shutdown_timeout_ms: Option<u64>,
     pub max_app_labels: Option<u64>,
@@ -69,6 +72,9 @@ macro_rules! for_each_field {
         $m!(app_name, str);
         $m!(max_client_connections, u64);
         $m!(client_read_timeout_ms, u64);
+        $m!(client_write_timeout_ms, u64);
+        $m!(client_idle_timeout_ms, u64);
+        $m!(max_buffered_bytes, u64);
         $m!(compressors, list);
         $m!(shutdown_timeout_ms, u64);
         $m!(max_app_labels, u64);

@@ -72,7 +72,7 @@ async fn fill(pool: &Pool, cancel: &CancellationToken) {
         // Dropping take_grant's future on cancellation gives the slot back.
         let conn = tokio::select! {
             _ = cancel.cancelled() => return,
-            c = inner.take_grant(grant) => c,
+            c = inner.take_grant(grant, None) => c,
         };
         match conn {
             // Opened as "in use"; returning it parks it as idle.

@@ -1,16 +1,18 @@
 //! The forward path: select a member, check out a connection, exchange one request and
 //! reply, check the connection back in before writing to the client. Failures are
 //! classified and, where [`crate::retry`] says a second attempt is safe, retried once on
-//! a newly selected member.
+//! a newly selected member. A client's maxTimeMS ([`crate::budget`]) bounds all of it.
 
 use std::time::Instant;
 
 use bson::RawDocument;
 
+use super::abort;
 use super::plan::Plan;
 use super::Session;
 use crate::address::ServerAddress;
-use crate::command::{CommandName, ReplyInfo};
+use crate::budget::{self, Budget};
+use crate::command::ReplyInfo;
 use crate::errors::{ErrorCode, ProxyError, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
 use crate::metrics::Outcome;
 use crate::pool::{CheckoutError, Pool};
@@ -18,7 +20,9 @@ use crate::retry::{self, Failure, ReplyFailure};
 use crate::router::{Criteria, PinKind, Target};
 use crate::topology::SelectError;
 use crate::upstream::UpstreamError;
-use crate::wire::{build_msg, refresh_checksum, set_msg_flags, Frame, OpMsg, MSG_EXHAUST_ALLOWED};
+use crate::wire::{
+    build_msg, refresh_checksum, set_body_number, set_msg_flags, Frame, OpMsg, MSG_EXHAUST_ALLOWED,
+};
 
 /// The result of one attempt.
 enum Attempt {
@@ -41,9 +45,14 @@ impl Session {
     ) -> (Option<Frame>, Outcome) {
         let mut target = plan.target.clone();
         let mut attempt = 0;
+        let mut unsent_retries = 0;
         let mut avoid: Option<ServerAddress> = None;
+        let budget = Budget::of(plan.name, plan.max_time_ms, Instant::now());
         loop {
-            let (failure, result) = match self.attempt(plan, &target, &mut frame, &mut avoid).await {
+            let (mut failure, mut result) = match self
+                .attempt(plan, &target, &mut frame, &mut avoid, budget.as_ref())
+                .await
+            {
                 Attempt::NoReply => return (None, Outcome::Ok),
                 Attempt::Reply(reply, None, _) => {
                     return (Some(finish(reply, request_id, plan, None)), Outcome::Ok)
@@ -54,7 +63,18 @@ impl Session {
             // Every failed attempt is recorded, retried or not, so the driver's own retry
             // finds the count.
             let within_cap = self.within_cap(plan, failure);
-            let decision = retry::decide(&plan.facts, failure, attempt).filter(|_| within_cap);
+            let mut decision = retry::decide(&plan.facts, failure, attempt).filter(|_| within_cap);
+            if let (Some(reason), Some(b)) = (decision, &budget) {
+                let now = Instant::now();
+                if b.expired(now) {
+                    // A retry would be cut short: the client hears that its time is up.
+                    decision = None;
+                    let sent = !matches!(failure, Failure::NotSent { .. });
+                    failure = Failure::Expired { sent };
+                    let what = format!("no time left to retry ({})", reason.as_str());
+                    result = Err(b.error(now, &what));
+                }
+            }
             if let Some(reason) = decision {
                 self.ctx
                     .metrics
@@ -67,7 +87,11 @@ impl Session {
                     reason = reason.as_str(),
                     "retrying on a newly selected member"
                 );
-                attempt += 1;
+                if retry::spends_retry(failure, unsent_retries) {
+                    attempt += 1;
+                } else {
+                    unsent_retries += 1;
+                }
                 target = match target {
                     // A transaction's commit/abort follows the primary, wherever it is now.
                     Target::Pinned(_, PinKind::Transaction) => Target::Select(Criteria::Primary),
@@ -75,14 +99,7 @@ impl Session {
                 };
                 continue;
             }
-            // A getMore the server failed has killed its cursor, and one whose member
-            // cannot be reached has lost it. One the proxy itself gave up on before
-            // sending (a wait-queue timeout, no member selectable) leaves the cursor
-            // open on the server, so its pin stays for the next getMore or killCursors.
-            let proxy_gave_up = failure == Failure::NotSent { retryable: false };
-            if plan.name == CommandName::GetMore && !proxy_gave_up {
-                self.ctx.pins.unpin_cursors(&plan.cursor_ids);
-            }
+            self.ctx.pins.unpin_cursors(plan.cursors_lost(failure));
             return match result {
                 Ok((reply, member)) => (
                     Some(finish(reply, request_id, plan, Some((failure, &member)))),
@@ -90,6 +107,9 @@ impl Session {
                 ),
                 Err(mut err) => {
                     err.labels = retry::proxy_error_labels(&plan.facts, failure);
+                    if let Some((lsid, txn_number)) = abort::implicit_abort(plan, failure) {
+                        self.abort_implicitly(&plan.target, lsid, txn_number).await;
+                    }
                     tracing::debug!(parent: &self.span, command = plan.name.as_str(), error = %err.message, "request failed in the proxy");
                     if plan.more_to_come {
                         return (None, Outcome::ProxyError);
@@ -110,7 +130,10 @@ impl Session {
         let Some((lsid, txn_number)) = &plan.write_id else {
             return true;
         };
-        if matches!(failure, Failure::NotSent { .. }) {
+        if matches!(
+            failure,
+            Failure::NotSent { .. } | Failure::Expired { sent: false }
+        ) {
             return true;
         }
         let total = self.ctx.attempts.record(lsid, *txn_number, Instant::now());
@@ -122,11 +145,12 @@ impl Session {
         plan: &Plan,
         target: &Target,
         avoid: Option<ServerAddress>,
+        budget: Option<&Budget>,
     ) -> Result<(ServerAddress, Pool), ProxyError> {
         match target {
             Target::Pinned(address, kind) => {
                 let topology = &self.ctx.topology;
-                if plan.cursor_kind.long_poll() && plan.name == CommandName::GetMore {
+                if plan.long_polls() {
                     topology.long_poll_pool(address)
                 } else {
                     topology.pool(address)
@@ -148,8 +172,10 @@ impl Session {
                 // buffered; commit and abort wait for one (the driver retries them once,
                 // and after a dropped connection the member is re-checked at once).
                 let buffer = !plan.facts.in_transaction || plan.name.ends_transaction();
-                match self.ctx.topology.select(criteria, buffer, avoid).await {
+                let deadline = budget.map(Budget::deadline);
+                match self.ctx.topology.select(criteria, buffer, avoid, deadline).await {
                     Ok(s) => Ok((s.address, s.pool)),
+                    Err(e @ SelectError::Expired { .. }) => Err(expired(budget, &e.to_string())),
                     Err(e @ SelectError::InvalidReadPreference(_)) => {
                         Err(ProxyError::new(ErrorCode::InvalidOptions, e.to_string()))
                     }
@@ -176,13 +202,20 @@ impl Session {
         target: &Target,
         frame: &mut Frame,
         avoid: &mut Option<ServerAddress>,
+        budget: Option<&Budget>,
     ) -> Attempt {
-        let (address, pool) = match self.target_pool(plan, target, avoid.take()).await {
+        let (address, pool) = match self.target_pool(plan, target, avoid.take(), budget).await {
             Ok(t) => t,
+            Err(e) if e.code == ErrorCode::MaxTimeMSExpired => {
+                return Attempt::Failed(Failure::Expired { sent: false }, e)
+            }
             Err(e) => return Attempt::Failed(Failure::NotSent { retryable: false }, e),
         };
-        let mut conn = match pool.check_out().await {
+        let mut conn = match pool.check_out_by(budget.map(Budget::deadline)).await {
             Ok(c) => c,
+            Err(e @ CheckoutError::Expired { .. }) => {
+                return Attempt::Failed(Failure::Expired { sent: false }, expired(budget, &e.to_string()))
+            }
             Err(e) => {
                 let retryable = matches!(e, CheckoutError::Cleared { .. } | CheckoutError::Connect(_));
                 if let CheckoutError::Connect(u) = &e {
@@ -207,13 +240,26 @@ impl Session {
             // Exhaust replies would tie the connection to this client; ask for one reply.
             set_msg_flags(frame, plan.flags & !MSG_EXHAUST_ALLOWED);
         }
+        if let Some(b) = budget {
+            // The server gets what is left of the client's time, as a mongos passes it on.
+            match b.send(Instant::now()) {
+                budget::Send::AsIs => {}
+                budget::Send::MaxTimeMs(ms) => {
+                    set_body_number(frame, "maxTimeMS", ms);
+                }
+                budget::Send::Expired => {
+                    let e = expired(budget, &format!("nothing was sent to {address}"));
+                    return Attempt::Failed(Failure::Expired { sent: false }, e);
+                }
+            }
+        }
+        let exchange = budget.map(Budget::exchange_deadline);
         let generation = conn.generation;
         let server_labels = conn.hello.max_wire_version >= retry::LABELS_RETRYABLE_WRITES_WIRE_VERSION;
         let sent_at = Instant::now();
-        if let Err(e) = conn.send(frame, !plan.more_to_come).await {
+        if let Err(e) = conn.send_by(frame, !plan.more_to_come, exchange).await {
             drop(conn);
-            *avoid = Some(address.clone());
-            return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
+            return self.exchange_failed(&address, generation, &e, avoid, budget);
         }
         if plan.more_to_come {
             self.confirm_after_unacknowledged(&address, &mut conn).await;
@@ -221,16 +267,13 @@ impl Session {
         }
         let interrupt = conn.interrupt.clone();
         let reply = tokio::select! {
-            r = conn.recv() => r,
+            r = conn.recv_by(exchange) => r,
             _ = interrupt.cancelled() => Err(UpstreamError::Interrupted { address: address.clone() }),
         };
         drop(conn);
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => {
-                *avoid = Some(address.clone());
-                return Attempt::Failed(Failure::Network, self.network_error(&address, generation, &e));
-            }
+            Err(e) => return self.exchange_failed(&address, generation, &e, avoid, budget),
         };
         pool.record_roundtrip(sent_at.elapsed().as_secs_f64());
         let failure = self.after_reply(plan, &address, generation, server_labels, &reply);
@@ -248,28 +291,7 @@ impl Session {
     ) -> Option<Failure> {
         let Ok(msg) = OpMsg::parse(reply) else { return None };
         let info = ReplyInfo::parse(msg.body);
-        let pins = &self.ctx.pins;
-        match plan.name {
-            // Only the cursors the server reports gone; cursorsAlive stay pinned.
-            CommandName::KillCursors if info.ok => pins.unpin_cursors(&killed_cursors(msg.body)),
-            CommandName::GetMore if info.ok && info.cursor_id == Some(0) => {
-                pins.unpin_cursors(&plan.cursor_ids)
-            }
-            _ => {}
-        }
-        if let Some(id) = info.cursor_id.filter(|id| *id != 0 && info.ok) {
-            pins.pin_cursor(id, address, plan.cursor_kind);
-        }
-        if let Some(lsid) = &plan.lsid {
-            if plan.start_transaction {
-                // A transaction exists only once its first statement succeeded.
-                if info.ok {
-                    pins.pin_transaction(lsid, address);
-                }
-            } else if info.ok || plan.name == CommandName::AbortTransaction {
-                pins.unpin_transaction(lsid);
-            }
-        }
+        plan.pin_changes(&info, msg.body).apply(&self.ctx.pins, address);
         if info.ok && info.write_concern_code.is_none() {
             return None;
         }
@@ -314,8 +336,34 @@ impl Session {
         }
     }
 
+    /// A failed write or read of a request that may have reached the server. When the
+    /// client's own limit ended it, the member is not to blame: no SDAM report, and the
+    /// member is not avoided.
+    fn exchange_failed(
+        &self,
+        address: &ServerAddress,
+        generation: u32,
+        e: &UpstreamError,
+        avoid: &mut Option<ServerAddress>,
+        budget: Option<&Budget>,
+    ) -> Attempt {
+        if let UpstreamError::DeadlineExceeded { .. } = e {
+            tracing::info!(parent: &self.span, member = %address, error = %e, "request cut at its maxTimeMS; connection discarded");
+            return Attempt::Failed(Failure::Expired { sent: true }, expired(budget, &e.to_string()));
+        }
+        *avoid = Some(address.clone());
+        let failure = if e.is_timeout() {
+            Failure::Timeout
+        } else {
+            Failure::Network
+        };
+        Attempt::Failed(failure, self.network_error(address, generation, e))
+    }
+
     fn network_error(&self, address: &ServerAddress, generation: u32, e: &UpstreamError) -> ProxyError {
-        tracing::warn!(parent: &self.span, member = %address, error = %e, "upstream request failed");
+        if let Some(held_back) = self.ctx.throttles.upstream_request.admit() {
+            tracing::warn!(parent: &self.span, member = %address, error = %e, held_back, "upstream request failed");
+        }
         self.ctx
             .topology
             .on_network_error(address, generation, false, e.is_timeout());
@@ -362,16 +410,15 @@ pub(super) fn rewrite_body(reply: &Frame, f: impl FnOnce(&RawDocument) -> Option
     Some(build_msg(0, reply.response_to(), flags, &body))
 }
 
-/// The ids a killCursors reply reports as no longer open on the server.
-fn killed_cursors(reply: &RawDocument) -> Vec<i64> {
-    ["cursorsKilled", "cursorsNotFound"]
-        .iter()
-        .filter_map(|k| reply.get_array(k).ok())
-        .flat_map(|a| {
-            a.into_iter()
-                .filter_map(|v| v.ok().and_then(crate::command::as_i64))
-        })
-        .collect()
+/// MaxTimeMSExpired, saying what the proxy was doing when the client's time ran out.
+fn expired(budget: Option<&Budget>, what: &str) -> ProxyError {
+    match budget {
+        Some(b) => b.error(Instant::now(), what),
+        None => ProxyError::new(
+            ErrorCode::MaxTimeMSExpired,
+            format!("operation exceeded time limit: {what}"),
+        ),
+    }
 }
 
 fn checkout_error(e: CheckoutError) -> ProxyError {

@@ -14,6 +14,14 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
+    /// Writes what the socket takes now, without waiting.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.try_write(buf),
+            Self::Unix(s) => s.try_write(buf),
+        }
+    }
+
     /// Waits until the socket has data (or EOF) without reading it.
     pub async fn readable(&self) -> io::Result<()> {
         match self {

@@ -6,25 +6,22 @@ use std::time::Duration;
 use bson::RawDocument;
 
 use super::{End, Session};
-use crate::command::{truthy, Command, CommandName};
+use crate::command::{truthy, Command, CommandName, Local, Route};
 use crate::errors::{ErrorCode, ProxyError};
 use crate::handshake::{
     hello_reply, negotiate_compression, ClientMetadata, HelloInput, ProxyTopologyVersion,
 };
 use crate::wire::{build_msg, Compressor, Frame, OpQuery, MSG_EXHAUST_ALLOWED, MSG_MORE_TO_COME};
 
-/// Commands refused with an explanation instead of being forwarded.
+/// Commands refused with an explanation instead of being forwarded ([`Local::Refused`]).
 pub(super) fn refuse(cmd: &Command<'_>) -> Option<ProxyError> {
-    match cmd.known {
-        CommandName::SaslStart | CommandName::SaslContinue | CommandName::Authenticate => {
-            Some(ProxyError::new(
-                ErrorCode::AuthenticationFailed,
-                "clients do not authenticate to mongoplex yet; connect without credentials \
+    (cmd.known.spec().route == Route::Local(Local::Refused)).then(|| {
+        ProxyError::new(
+            ErrorCode::AuthenticationFailed,
+            "clients do not authenticate to mongoplex yet; connect without credentials \
              (mongoplex authenticates to the upstream itself)",
-            ))
-        }
-        _ => None,
-    }
+        )
+    })
 }
 
 fn wait_budget(s: &Session) -> Duration {

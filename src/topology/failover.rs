@@ -16,6 +16,8 @@ pub enum Evict {
     Window,
     BufferFull,
     MaxDuration,
+    /// The request's own maxTimeMS ran out first.
+    MaxTime,
 }
 
 impl Evict {
@@ -24,6 +26,7 @@ impl Evict {
             Self::Window => "window",
             Self::BufferFull => "buffer_full",
             Self::MaxDuration => "max_duration",
+            Self::MaxTime => "max_time",
         }
     }
 }
@@ -48,6 +51,8 @@ pub(super) struct Failover {
     evicted: IntCounterVec,
     size: IntGauge,
     duration: Histogram,
+    /// Every buffered request fails at once when a window ends: one line per second.
+    evict_log: crate::throttle::Throttle,
 }
 
 /// A place in the buffer; gives it back on drop.
@@ -76,6 +81,7 @@ impl Failover {
             evicted: m.buffer_evicted.clone(),
             size: m.buffer_size.clone(),
             duration: m.failover_duration.clone(),
+            evict_log: crate::throttle::Throttle::new(std::time::Duration::from_secs(1)),
         }
     }
 
@@ -145,7 +151,13 @@ impl Failover {
 
     pub fn evict(&self, why: Evict) -> Evict {
         self.evicted.with_label_values(&[why.as_str()]).inc();
-        tracing::warn!(reason = why.as_str(), "failing a buffered request: no primary");
+        if let Some(held_back) = self.evict_log.admit() {
+            tracing::warn!(
+                reason = why.as_str(),
+                held_back,
+                "failing a buffered request: no primary"
+            );
+        }
         why
     }
 

@@ -39,6 +39,7 @@ pub(super) async fn run(
         heartbeat,
         check_now,
         cancel,
+        failure_log: crate::throttle::Throttle::new(Duration::from_secs(10)),
     };
     m.run().await;
 }
@@ -50,6 +51,8 @@ struct Monitor {
     heartbeat: Duration,
     check_now: Arc<Notify>,
     cancel: CancellationToken,
+    /// While requests wait, a down member is checked every 500 ms: one line per 10 s.
+    failure_log: crate::throttle::Throttle,
 }
 
 impl Monitor {
@@ -92,7 +95,9 @@ impl Monitor {
     }
 
     fn failed(&self, e: &UpstreamError) {
-        tracing::warn!(member = %self.address, error = %e, "heartbeat failed");
+        if let Some(held_back) = self.failure_log.admit() {
+            tracing::warn!(member = %self.address, error = %e, held_back, "heartbeat failed");
+        }
         self.topology
             .check_failed(&self.address, e.to_string(), e.is_timeout());
     }

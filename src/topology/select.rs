@@ -9,7 +9,9 @@ use super::Topology;
 use crate::address::ServerAddress;
 use crate::pool::Pool;
 use crate::router::Criteria;
-use crate::sdam::{self, ReadMode, ReadPreference, SelectionCriteria, SelectionError};
+use crate::sdam::{
+    self, ReadMode, ReadPreference, SelectionCriteria, SelectionError, MIN_HEARTBEAT_FREQUENCY,
+};
 
 /// Why no member could be selected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +30,13 @@ pub enum SelectError {
         waited_ms: u128,
         summary: String,
     },
+    /// The request's maxTimeMS ran out before a member could be selected.
+    #[error("no member matched {criteria} within the request's maxTimeMS (waited {waited_ms} ms); topology: {summary}")]
+    Expired {
+        criteria: String,
+        waited_ms: u128,
+        summary: String,
+    },
     #[error("invalid read preference: {0}")]
     InvalidReadPreference(String),
     #[error("{0}")]
@@ -41,6 +50,7 @@ fn reason_text(e: Evict) -> &'static str {
         Evict::Window => "failover buffer window elapsed",
         Evict::BufferFull => "failover buffer full",
         Evict::MaxDuration => "failover lasted longer than failover_max_duration_ms",
+        Evict::MaxTime => "the request's maxTimeMS elapsed",
     }
 }
 
@@ -71,11 +81,14 @@ impl Topology {
     ///
     /// `avoid` is a member that just failed at the connection level: it is not chosen
     /// again until the topology has changed (its monitor confirmed or dropped it).
+    ///
+    /// `budget` is the end of the request's maxTimeMS: no wait outlasts it.
     pub async fn select(
         &self,
         criteria: &Criteria,
         buffer: bool,
         mut avoid: Option<ServerAddress>,
+        budget: Option<Instant>,
     ) -> Result<Selected, SelectError> {
         let sc = self.criteria(criteria)?;
         if avoid.is_none() {
@@ -91,10 +104,11 @@ impl Topology {
         };
         let started = Instant::now();
         let cfg = self.config();
-        let mut deadline = started + cfg.server_selection_timeout;
+        let within_budget = |d: Instant| budget.map_or(d, |b| b.min(d));
+        let mut deadline = within_budget(started + cfg.server_selection_timeout);
         let mut ticket: Option<Ticket> = None;
         let mut rx = self.subscribe();
-        let mut checked = false;
+        let mut next_check = started;
         loop {
             let snap = rx.borrow_and_update().clone();
             match self.pick(&snap.desc, &sc) {
@@ -143,21 +157,36 @@ impl Topology {
                     .failover
                     .admit(f.buffer_window, f.max_duration, f.max_buffered)
                     .map_err(no_primary)?;
-                deadline = t.deadline;
+                deadline = within_budget(t.deadline);
                 ticket = Some(t);
             }
-            if !checked {
+            // SDAM: a selection that finds nothing requests an immediate check, and again
+            // every minHeartbeatFrequencyMS while it waits, so a member that comes back
+            // is used within about that, not at its next heartbeat.
+            let now = Instant::now();
+            if now >= next_check {
                 self.request_check(None);
-                checked = true;
+                next_check = now + MIN_HEARTBEAT_FREQUENCY;
             }
             tokio::select! {
                 _ = self.cancelled().cancelled() => return Err(SelectError::ShuttingDown),
-                r = tokio::time::timeout_at(deadline.into(), rx.changed()) => {
-                    if r.is_ok_and(|c| c.is_ok()) {
-                        continue;
+                r = tokio::time::timeout_at(deadline.min(next_check).into(), rx.changed()) => {
+                    match r {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(_)) => return Err(SelectError::ShuttingDown),
+                        // Time for another check, not yet the deadline.
+                        Err(_) if Instant::now() < deadline => continue,
+                        Err(_) => {}
                     }
                     let snap = self.snapshot();
                     let waited_ms = started.elapsed().as_millis();
+                    if budget.is_some_and(|b| b <= Instant::now()) {
+                        if ticket.is_some() {
+                            self.inner.failover.evict(Evict::MaxTime);
+                        }
+                        let criteria = criteria_name(criteria);
+                        return Err(SelectError::Expired { criteria, waited_ms, summary: snap.summary() });
+                    }
                     if ticket.is_some() {
                         let reason = if self.inner.failover.past_max_duration(cfg.failover.max_duration) { Evict::MaxDuration } else { Evict::Window };
                         self.inner.failover.evict(reason);

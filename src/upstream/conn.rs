@@ -89,7 +89,7 @@ impl UpstreamConn {
                 })
             }
         };
-        let _ = tcp.set_nodelay(true);
+        configure_socket(&tcp, address);
         let now = Instant::now();
         let mut conn = Self {
             io: UpstreamStream::Tcp(tcp),
@@ -129,7 +129,9 @@ impl UpstreamConn {
         };
         let mut req = build_msg(0, 0, 0, body.as_bytes());
         let reply = self.round_trip(&mut req).await.map_err(|e| match e {
-            UpstreamError::Timeout { address, ms } => UpstreamError::ConnectTimeout { address, ms },
+            UpstreamError::Timeout { address, ms } | UpstreamError::WriteTimeout { address, ms } => {
+                UpstreamError::ConnectTimeout { address, ms }
+            }
             other => UpstreamError::Handshake {
                 address: self.address.clone(),
                 why: other.to_string(),
@@ -168,35 +170,64 @@ impl UpstreamConn {
     /// Sends a request, rewriting its requestID to one unique on this connection.
     /// Returns the requestID used, which the reply's responseTo will echo.
     pub async fn send(&mut self, frame: &mut Frame, expect_reply: bool) -> Result<i32, UpstreamError> {
+        self.send_by(frame, expect_reply, None).await
+    }
+
+    /// [`UpstreamConn::send`], with the write bounded by socketTimeoutMS and by
+    /// `deadline` (a client's maxTimeMS), whichever comes first. A server that stops
+    /// reading fills the socket buffers and would otherwise hold the write, the client
+    /// and the connection forever. A write cut short leaves part of a message on the
+    /// stream, so the connection is broken.
+    pub async fn send_by(
+        &mut self,
+        frame: &mut Frame,
+        expect_reply: bool,
+        deadline: Option<Instant>,
+    ) -> Result<i32, UpstreamError> {
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         frame.set_request_id(id);
         refresh_checksum(frame);
         self.awaiting_reply = expect_reply.then_some(id);
-        if let Err(source) = self.io.write_all(frame.as_bytes()).await {
-            self.broken = true;
-            return Err(UpstreamError::Io {
-                address: self.address.clone(),
-                source,
-            });
+        let bound = self.bound(deadline);
+        let write = self.io.write_all(frame.as_bytes());
+        let result = match bound {
+            Some((at, _)) => tokio::time::timeout_at(at.into(), write).await,
+            None => Ok(write.await),
+        };
+        match result {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(source)) => {
+                self.broken = true;
+                Err(UpstreamError::Io {
+                    address: self.address.clone(),
+                    source,
+                })
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(self.timed_out(bound, true))
+            }
         }
-        Ok(id)
     }
 
     /// Reads the next reply, bounded by socketTimeoutMS when one is set.
     pub async fn recv(&mut self) -> Result<Frame, UpstreamError> {
+        self.recv_by(None).await
+    }
+
+    /// [`UpstreamConn::recv`], also bounded by `deadline` (a client's maxTimeMS).
+    pub async fn recv_by(&mut self, deadline: Option<Instant>) -> Result<Frame, UpstreamError> {
+        let bound = self.bound(deadline);
         let read = self
             .reader
             .next(&mut self.io, self.max_message_size.saturating_add(16 * 1024));
-        let result = match self.socket_timeout {
-            Some(t) => match tokio::time::timeout(t, read).await {
+        let result = match bound {
+            Some((at, _)) => match tokio::time::timeout_at(at.into(), read).await {
                 Ok(r) => r,
                 Err(_) => {
                     self.broken = true;
-                    return Err(UpstreamError::Timeout {
-                        address: self.address.clone(),
-                        ms: t.as_millis(),
-                    });
+                    return Err(self.timed_out(bound, false));
                 }
             },
             None => read.await,
@@ -233,6 +264,19 @@ impl UpstreamConn {
         let got = frame.response_to();
         match self.awaiting_reply {
             Some(expected) if expected == got => {
+                // A reply in step that is not a well-formed OP_MSG (garbage under a valid
+                // header, a bad checksum) is no reply: nothing on this stream can be
+                // trusted after it, and it must never reach a client.
+                if frame.op_code() == Some(crate::wire::OpCode::Msg) {
+                    if let Err(source) = crate::wire::OpMsg::parse(&frame) {
+                        self.broken = true;
+                        self.awaiting_reply = None;
+                        return Err(UpstreamError::Protocol {
+                            address: self.address.clone(),
+                            source,
+                        });
+                    }
+                }
                 // An exhaust reply (moreToCome) is followed by another, answering this one.
                 self.awaiting_reply = more_to_come(&frame).then(|| frame.request_id());
                 Ok(frame)
@@ -246,6 +290,36 @@ impl UpstreamConn {
                     got,
                 })
             }
+        }
+    }
+
+    /// The earlier of socketTimeoutMS from now and `deadline`, and which one it is.
+    fn bound(&self, deadline: Option<Instant>) -> Option<(Instant, Bound)> {
+        let socket = self
+            .socket_timeout
+            .and_then(|t| Instant::now().checked_add(t))
+            .map(|at| (at, Bound::SocketTimeout));
+        let client = deadline.map(|at| (at, Bound::Deadline));
+        match (socket, client) {
+            (Some(s), Some(c)) => Some(if c.0 < s.0 { c } else { s }),
+            (s, c) => s.or(c),
+        }
+    }
+
+    fn timed_out(&self, bound: Option<(Instant, Bound)>, writing: bool) -> UpstreamError {
+        let address = self.address.clone();
+        let ms = self.socket_timeout.unwrap_or_default().as_millis();
+        match (bound, writing) {
+            (Some((_, Bound::Deadline)), true) => UpstreamError::DeadlineExceeded {
+                address,
+                doing: "writing a request",
+            },
+            (Some((_, Bound::Deadline)), false) => UpstreamError::DeadlineExceeded {
+                address,
+                doing: "waiting for a reply",
+            },
+            (_, true) => UpstreamError::WriteTimeout { address, ms },
+            (_, false) => UpstreamError::Timeout { address, ms },
         }
     }
 
@@ -272,6 +346,40 @@ impl UpstreamConn {
 
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
+    }
+}
+
+/// Which limit ended a wait on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    SocketTimeout,
+    /// The client's maxTimeMS, passed in by the caller.
+    Deadline,
+}
+
+/// How long a connection sits idle before the kernel probes it, as the drivers set it:
+/// below the idle timeouts of load balancers, NAT and firewalls (Azure's 4 minutes is
+/// the shortest common one), so a parked pooled connection is neither cut silently nor
+/// kept after its peer vanished.
+pub const KEEPALIVE_TIME: Duration = Duration::from_secs(120);
+/// Between unanswered probes; with the kernel's 9 probes a dead peer is found within
+/// about 3.5 minutes of silence.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// TCP_NODELAY (requests are single writes; Nagle would only delay them) and TCP
+/// keepalive. Neither is essential to a working exchange, so a failure is logged only.
+fn configure_socket(tcp: &TcpStream, address: &ServerAddress) {
+    let sock = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL);
+    for (what, result) in [
+        ("TCP_NODELAY", sock.set_tcp_nodelay(true)),
+        ("TCP keepalive", sock.set_tcp_keepalive(&keepalive)),
+    ] {
+        if let Err(error) = result {
+            tracing::debug!(member = %address, %error, "cannot set {what} on an upstream socket");
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub struct OpMsg<'a> {
     pub flags: u32,
     pub body: &'a RawDocument,
     pub sequences: Vec<DocSequence<'a>>,
+    /// Where the body starts in the frame's payload.
+    body_at: usize,
 }
 
 impl<'a> OpMsg<'a> {
@@ -59,6 +61,7 @@ impl<'a> OpMsg<'a> {
         let sections = &p[..end];
         let mut at = 4;
         let mut body = None;
+        let mut body_at = 0;
         let mut sequences = Vec::new();
         while at < sections.len() {
             let kind = sections[at];
@@ -72,6 +75,7 @@ impl<'a> OpMsg<'a> {
                     let doc = RawDocument::from_bytes(&sections[at..at + len])
                         .map_err(|e| WireError::malformed("OP_MSG body", e.to_string()))?;
                     body = Some(doc);
+                    body_at = at;
                     at += len;
                 }
                 1 => {
@@ -87,6 +91,7 @@ impl<'a> OpMsg<'a> {
             flags,
             body,
             sequences,
+            body_at,
         })
     }
 
@@ -155,6 +160,47 @@ pub fn refresh_checksum(frame: &mut Frame) {
     let n = frame.len();
     let crc = crc32c::crc32c(&frame.as_bytes()[..n - 4]);
     frame.payload_mut()[n - HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Overwrites the number in the body's top-level field `key` with `value`, in place and
+/// in the field's own BSON type (int32, int64 or double), so no length in the frame
+/// changes and every other byte, document sequences included, stays as the client sent
+/// it; the checksum is refreshed. Returns false, the frame untouched, when the field is
+/// absent, holds something else, or `value` does not fit its type.
+pub fn set_body_number(frame: &mut Frame, key: &str, value: i64) -> bool {
+    let Some((at, bytes)) = number_slot(frame, key, value) else {
+        return false;
+    };
+    frame.payload_mut()[at..at + bytes.len()].copy_from_slice(&bytes);
+    refresh_checksum(frame);
+    true
+}
+
+/// Where in the payload the value of `key` lies, and its new bytes.
+fn number_slot(frame: &Frame, key: &str, value: i64) -> Option<(usize, Vec<u8>)> {
+    let msg = OpMsg::parse(frame).ok()?;
+    // After the type byte, the key and its NUL: each element of the top level in turn.
+    let mut at = 4;
+    for el in msg.body.iter_elements() {
+        let el = el.ok()?;
+        let name = el.key().as_str();
+        let value_at = at + 1 + name.len() + 1;
+        if name == key {
+            let bytes = match el.element_type() {
+                bson::spec::ElementType::Int32 => i32::try_from(value).ok()?.to_le_bytes().to_vec(),
+                bson::spec::ElementType::Int64 => value.to_le_bytes().to_vec(),
+                // Exact for every integer up to 2^53.
+                #[allow(clippy::cast_precision_loss)]
+                bson::spec::ElementType::Double if value.unsigned_abs() < 1 << 53 => {
+                    (value as f64).to_le_bytes().to_vec()
+                }
+                _ => return None,
+            };
+            return Some((msg.body_at + value_at, bytes));
+        }
+        at = value_at + el.size();
+    }
+    None
 }
 
 /// Builds an OP_MSG with a single body section.
@@ -234,6 +280,57 @@ mod tests {
         assert_eq!(m.sequences[0].identifier, "documents");
         assert_eq!(m.sequences[0].count, 2);
         assert_eq!(m.sequences[0].iter().count(), 2);
+    }
+
+    #[test]
+    fn set_body_number_rewrites_one_field_in_place() {
+        let seq = |b: &mut BytesMut| {
+            let d1 = rawdoc! { "_id": 1 };
+            b.put_u8(1);
+            let size = 4 + "documents".len() + 1 + d1.as_bytes().len();
+            b.put_u32_le(u32::try_from(size).unwrap());
+            b.extend_from_slice(b"documents\0");
+            b.extend_from_slice(d1.as_bytes());
+            let len = i32::try_from(b.len()).unwrap();
+            b[0..4].copy_from_slice(&len.to_le_bytes());
+        };
+        let bodies = [
+            rawdoc! { "insert": "c", "maxTimeMS": 500, "$db": "d" },
+            rawdoc! { "insert": "c", "lsid": { "id": 1 }, "maxTimeMS": 500_i64, "$db": "d" },
+            rawdoc! { "insert": "c", "$db": "d", "maxTimeMS": 500.0 },
+        ];
+        for body in bodies {
+            let mut b = build_msg(1, 0, 0, body.as_bytes()).into_inner();
+            seq(&mut b);
+            let mut f = with_checksum(Frame::from_bytes(b).unwrap());
+            let len = f.len();
+            assert!(set_body_number(&mut f, "maxTimeMS", 123), "{body:?}");
+            assert_eq!(f.len(), len);
+            let m = OpMsg::parse(&f).expect("checksum refreshed");
+            let got = m.body.get("maxTimeMS").unwrap().and_then(crate::command::as_i64);
+            assert_eq!(got, Some(123), "{body:?}");
+            let before: Vec<_> = body.iter().map(|e| e.unwrap().0.as_str().to_owned()).collect();
+            let after: Vec<_> = m.body.iter().map(|e| e.unwrap().0.as_str().to_owned()).collect();
+            assert_eq!(before, after);
+            assert_eq!(m.body.get_str("$db").unwrap(), "d");
+            assert_eq!((m.sequences.len(), m.sequences[0].count), (1, 1));
+        }
+        let untouched = [
+            rawdoc! { "find": "c", "$db": "d" },
+            rawdoc! { "find": "c", "maxTimeMS": "500" },
+            rawdoc! { "find": "c", "sub": { "maxTimeMS": 5 } },
+        ];
+        for body in untouched {
+            let mut f = build_msg(1, 0, 0, body.as_bytes());
+            let copy = f.clone();
+            assert!(!set_body_number(&mut f, "maxTimeMS", 1), "{body:?}");
+            assert_eq!(f, copy);
+        }
+        let mut f = build_msg(1, 0, 0, rawdoc! { "find": "c", "maxTimeMS": 5 }.as_bytes());
+        assert!(
+            !set_body_number(&mut f, "maxTimeMS", i64::MAX),
+            "does not fit an int32"
+        );
     }
 
     #[test]

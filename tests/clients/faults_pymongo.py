@@ -3,7 +3,8 @@
 
 Usage: faults_pymongo.py PROXY_URI DIRECT_URI SCENARIO
 
-SCENARIO is one of wce_inc, change_stream_blip, commit_blip, txn_wce_label.
+SCENARIO is one of wce_inc, change_stream_blip, commit_blip, txn_wce_label,
+txn_statement_blip.
 Fail points (configureFailPoint failCommand, mode {times: 1}) are armed on
 SecantusDB through DIRECT_URI; the operation under test goes through PROXY_URI.
 Each scenario first runs against DIRECT_URI alone, to prove that the scenario
@@ -79,7 +80,7 @@ def fresh_db_name():
 # ---------------------------------------------------------------- wce_inc
 
 
-def wce_inc(target_uri, direct, label):
+def wce_inc(target_uri, direct, label, via_proxy):
     """An update whose reply carries a writeConcernError was APPLIED: nobody may
     send it again without a txnNumber, and the client must see the error."""
     dbname = fresh_db_name()
@@ -132,7 +133,7 @@ def wce_inc(target_uri, direct, label):
 # ---------------------------------------------------------------- change_stream_blip
 
 
-def change_stream_blip(target_uri, direct, label):
+def change_stream_blip(target_uri, direct, label, via_proxy):
     """A getMore whose upstream connection drops: the stream resumes, and every
     event arrives exactly once, in order."""
     dbname = fresh_db_name()
@@ -206,7 +207,7 @@ def one_txn(c, coll, doc, label, what):
     check(took < 5.0, f"{label}: {what} took {took:.2f}s (limit 5 s)")
 
 
-def commit_blip(target_uri, direct, label):
+def commit_blip(target_uri, direct, label, via_proxy):
     """The connection drops under commitTransaction: pymongo's one commit retry
     succeeds, the doc is stored once, and the next transactions commit at once."""
     dbname = fresh_db_name()
@@ -248,7 +249,7 @@ def commit_blip(target_uri, direct, label):
 # ---------------------------------------------------------------- txn_wce_label
 
 
-def txn_wce_label(target_uri, direct, label):
+def txn_wce_label(target_uri, direct, label, via_proxy):
     """A commitTransaction reply with a writeConcernError (code 91) and no labels
     must reach the client without a TransientTransactionError label."""
     dbname = fresh_db_name()
@@ -310,11 +311,76 @@ def txn_wce_label(target_uri, direct, label):
     direct.drop_database(dbname)
 
 
+# ---------------------------------------------------------------- txn_statement_blip
+
+
+def txn_statement_blip(target_uri, direct, label, via_proxy):
+    """A statement's connection drops inside a transaction and the app commits anyway.
+
+    Directly, the server never saw the statement and keeps the transaction: the commit
+    succeeds with the first statement's document only (the scenario's baseline, which
+    shows what the proxy must not let through). Through mongoplex, as through a mongos,
+    the proxy's error aborts the transaction: the commit fails with NoSuchTransaction
+    and nothing the transaction wrote is stored."""
+    dbname = fresh_db_name()
+    raw = direct[dbname]["c"]
+    raw.insert_one({"_id": "seed"})
+    c = client(target_uri, retryWrites=False)
+    try:
+        coll = c[dbname]["c"]
+        with c.start_session() as s:
+            s.start_transaction()
+            coll.insert_one({"_id": "first"}, session=s)
+            arm(direct, {"failCommands": ["insert"], "closeConnection": True})
+            statement = "succeeded"
+            try:
+                coll.insert_one({"_id": "second"}, session=s)
+            except PyMongoError as exc:
+                labels = sorted(getattr(exc, "_error_labels", ()) or ())
+                statement = f"{type(exc).__name__} labels={labels}"
+                check(
+                    "TransientTransactionError" in labels,
+                    f"{label}: the failed statement lacks TransientTransactionError: {exc!r}",
+                )
+            finally:
+                disarm(direct)
+            check(statement != "succeeded", f"{label}: the second insert did not fail")
+            commit = "committed"
+            commit_code, commit_labels = None, []
+            try:
+                s.commit_transaction()
+            except OperationFailure as exc:
+                commit_code = exc.code
+                commit_labels = sorted(getattr(exc, "_error_labels", ()) or ())
+                commit = f"OperationFailure {exc.code} labels={commit_labels}"
+            except PyMongoError as exc:
+                commit = f"{type(exc).__name__}: {exc!r}"
+        stored = sorted(d["_id"] for d in raw.find({"_id": {"$ne": "seed"}}))
+        if via_proxy:
+            check(
+                commit_code == 251 and "TransientTransactionError" in commit_labels,
+                f"{label}: after the proxy failed a statement, the commit must fail with "
+                f"NoSuchTransaction (251) and TransientTransactionError, as through a "
+                f"mongos; it got: {commit} (statement: {statement}); stored {stored}",
+            )
+            check(stored == [], f"{label}: the aborted transaction left {stored} stored")
+        else:
+            check(
+                commit == "committed" and stored == ["first"],
+                f"{label}: directly the server keeps the transaction; commit: {commit}, "
+                f"stored {stored}",
+            )
+    finally:
+        c.close()
+    direct.drop_database(dbname)
+
+
 SCENARIOS = {
     "wce_inc": wce_inc,
     "change_stream_blip": change_stream_blip,
     "commit_blip": commit_blip,
     "txn_wce_label": txn_wce_label,
+    "txn_statement_blip": txn_statement_blip,
 }
 
 
@@ -326,13 +392,13 @@ def main():
     direct = client(direct_uri)
     try:
         try:
-            scenario(direct_uri, direct, f"{name} DIRECT (no proxy)")
+            scenario(direct_uri, direct, f"{name} DIRECT (no proxy)", False)
         except Failure as exc:
             sys.exit(f"faults_pymongo {name}: FAILED without the proxy, the scenario itself "
                      f"is broken: {exc}")
         print(f"faults_pymongo {name}: direct OK", flush=True)
         try:
-            scenario(proxy_uri, direct, f"{name} through mongoplex")
+            scenario(proxy_uri, direct, f"{name} through mongoplex", True)
         except Failure as exc:
             sys.exit(f"faults_pymongo {name}: FAILED: {exc}")
     finally:

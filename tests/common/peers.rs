@@ -54,6 +54,15 @@ pub fn repo_dir() -> PathBuf {
 /// Where tests/peers/install.sh put the peers: `$MONGOPLEX_PEERS_DIR`, else `<repo>/.peers`.
 ///
 /// Panics with instructions when the directory is missing.
+/// A loopback port free at the time of asking, for a binary that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn peers_dir() -> PathBuf {
     let dir = std::env::var_os("MONGOPLEX_PEERS_DIR")
         .map(PathBuf::from)

@@ -21,7 +21,8 @@
 //!   has been applied; one interrupted during the hold has not.
 //! - a getMore on a member other than the one that opened the cursor, or after that member
 //!   was killed: 43 CursorNotFound (SecantusDB's cursors are global; mongod's are not).
-//! - an unacknowledged (moreToCome) command a member refuses: it closes the connection.
+//! - an unacknowledged (moreToCome) command a member refuses, or interrupts at a step-down
+//!   while holding it: it closes the connection (mongod answers no moreToCome request).
 //!
 //! Not modelled: compression (hello never offers it), auth, tags, hidden members and
 //! arbiters, and automatic elections (nothing happens unless a test calls a control).

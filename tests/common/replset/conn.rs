@@ -184,7 +184,7 @@ impl Conn {
     async fn command(&mut self, frame: Frame, flags: u32) -> Result<(), Closed> {
         let request_id = frame.request_id();
         let more_to_come = flags & MSG_MORE_TO_COME != 0;
-        let (name, admission, interrupted) = {
+        let (name, admission, interrupted, max_time_ms) = {
             let msg = OpMsg::parse(&frame).map_err(|_| Closed)?;
             let cmd = Command::parse(msg.body);
             let (primary, cursor_here) = {
@@ -198,7 +198,13 @@ impl Conn {
                 Some(err) => Admission::Reject(err),
                 None => rules::admit(&cmd, primary),
             };
-            (cmd.name.to_owned(), admission, rules::interrupted(&cmd))
+            let max_time_ms = cmd.max_time_ms;
+            (
+                cmd.name.to_owned(),
+                admission,
+                rules::interrupted(&cmd),
+                max_time_ms,
+            )
         };
         let (epoch, latency) = {
             let s = self.shared.lock();
@@ -225,13 +231,22 @@ impl Conn {
             // the operations it is running.
             let deadline = Some(Instant::now() + latency);
             if self.shared.wait_until(stepped_down, deadline).await {
+                if more_to_come {
+                    // An unacknowledged write gets no reply: mongod hangs up instead.
+                    self.reject(&interrupted);
+                    return Err(Closed);
+                }
                 return self.send_error(&interrupted, request_id).await;
             }
         } else if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
         self.shared.update(|s| {
-            *s.member_mut(member).stats.forwarded.entry(name).or_default() += 1;
+            let stats = &mut s.member_mut(member).stats;
+            if let Some(ms) = max_time_ms {
+                stats.max_time_ms.insert(name.clone(), ms);
+            }
+            *stats.forwarded.entry(name).or_default() += 1;
         });
         if self.upstream.is_none() {
             self.upstream = Some(

@@ -40,6 +40,8 @@ pub struct MemberStats {
     pub hellos: u64,
     /// TCP connections accepted.
     pub connections: u64,
+    /// The `maxTimeMS` of the last forwarded command that carried one, by command name.
+    pub max_time_ms: BTreeMap<String, i64>,
 }
 
 impl MemberStats {
