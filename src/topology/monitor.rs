@@ -7,6 +7,9 @@
 //!   state-change error), runs an out-of-band hello at once (at most every 500 ms), so
 //!   recovery does not wait for the server to push.
 //! - Other servers are polled every heartbeatFrequencyMS, or sooner on request.
+//! - A down member checked on request (requests wait for it) backs off from 500 ms to at
+//!   most 1 s, with jitter ([`recheck_after`]), so that a fleet of proxies does not
+//!   hit a recovering server in step, and a restarted one is still found within a second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +24,22 @@ use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 use crate::wire::{build_msg, OpMsg};
 
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// The longest a waited-for down member goes unchecked, jitter included.
+const MAX_RECHECK: Duration = Duration::from_millis(1000);
+
+/// How long after the start of the last check a requested check may run, after
+/// `failures` checks in a row failed: 500 ms (SDAM's minHeartbeatFrequencyMS) while the
+/// member answers; then doubling from 500 ms up to 800 ms, plus up to a quarter more by
+/// `jitter` (0..1), so never above [`MAX_RECHECK`] and never below 500 ms.
+pub(super) fn recheck_after(failures: u32, jitter: f64) -> Duration {
+    if failures == 0 {
+        return MIN_INTERVAL;
+    }
+    let base = MIN_INTERVAL
+        .saturating_mul(1 << (failures - 1).min(4))
+        .min(MAX_RECHECK * 4 / 5);
+    (base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)).min(MAX_RECHECK)
+}
 
 pub(super) async fn run(
     topology: Topology,
@@ -58,6 +77,7 @@ struct Monitor {
 impl Monitor {
     async fn run(&self) {
         let mut conn: Option<UpstreamConn> = None;
+        let mut failures = 0u32;
         loop {
             let started = Instant::now();
             let had_conn = conn.is_some();
@@ -66,6 +86,11 @@ impl Monitor {
                 // SDAM: a network error on an established connection is retried once at once.
                 result = self.poll(&mut conn).await;
             }
+            failures = if result.is_ok() {
+                0
+            } else {
+                failures.saturating_add(1)
+            };
             match result {
                 Ok((hello, rtt)) => {
                     self.topology.check_succeeded(&self.address, &hello, Some(rtt));
@@ -88,7 +113,8 @@ impl Monitor {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep_until((started + self.heartbeat).into()) => {}
                 _ = self.check_now.notified() => {
-                    tokio::time::sleep_until((started + MIN_INTERVAL).into()).await;
+                    let wait = recheck_after(failures, rand::random::<f64>());
+                    tokio::time::sleep_until((started + wait).into()).await;
                 }
             }
         }
@@ -229,4 +255,35 @@ async fn poll_once(
         *conn = None;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rechecks_back_off_with_jitter_between_half_a_second_and_a_second() {
+        let ms = Duration::from_millis;
+        // (failures in a row, jitter, wait)
+        let table = [
+            (0, 0.0, ms(500)),
+            (0, 1.0, ms(500)),
+            (1, 0.0, ms(500)),
+            (1, 0.5, ms(562) + Duration::from_micros(500)),
+            (1, 1.0, ms(625)),
+            (2, 0.0, ms(800)),
+            (2, 1.0, ms(1000)),
+            (9, 0.3, ms(860)),
+            (u32::MAX, 1.0, ms(1000)),
+            (3, 7.0, ms(1000)),
+            (3, -1.0, ms(800)),
+        ];
+        for (failures, jitter, want) in table {
+            assert_eq!(
+                recheck_after(failures, jitter),
+                want,
+                "{failures} failures, jitter {jitter}"
+            );
+        }
+    }
 }
