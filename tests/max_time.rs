@@ -294,3 +294,92 @@ async fn a_read_past_socket_timeout_is_not_retried_by_the_proxy() {
     coll.find_one(doc! {}).await.expect("the next find works");
     proxy.shutdown().await;
 }
+
+/// A member slow only on some commands: every aggregate is held 1.5 s (socketTimeoutMS
+/// 500), finds are not. Each aggregate fails alone, as NetworkTimeout within the socket
+/// timeout, on a connection that is then discarded; the member stays selectable, its
+/// pool is never cleared, and a client of finds and pings beside it sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_slow_only_on_some_commands_fails_only_those() {
+    const SLOW: usize = 5;
+    let upstream = Secantus::start();
+    let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
+    let proxy = TestProxy::builder(&upstream.seed_uri())
+        .settings(|s| s.socket_timeout_ms = Some(500))
+        .start()
+        .await;
+    let client = Client::with_uri_str(proxy.uri_with("retryReads=false"))
+        .await
+        .unwrap();
+    let coll = client.database("mt").collection::<Document>("slow");
+    coll.insert_one(doc! { "_id": 1 }).await.unwrap();
+    direct
+        .database("admin")
+        .run_command(doc! {
+            "configureFailPoint": "failCommand",
+            "mode": "alwaysOn",
+            "data": { "failCommands": ["aggregate"], "blockConnection": true, "blockTimeMS": 1500 },
+        })
+        .await
+        .expect("configureFailPoint");
+    let good = common::bystander::Bystander::start(proxy.uri(), Duration::from_millis(5));
+    let finds = {
+        let coll = client.database("mt").collection::<Document>("slow");
+        tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for _ in 0..100 {
+                if let Err(e) = coll.find_one(doc! { "_id": 1 }).await {
+                    errors.push(e.to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            errors
+        })
+    };
+    for i in 0..SLOW {
+        let started = Instant::now();
+        let err = coll
+            .aggregate(vec![doc! { "$match": {} }])
+            .await
+            .expect_err("a held aggregate fails at the socket timeout");
+        let took = started.elapsed();
+        let (code, name, message) = command_error(&err);
+        println!("FIGURE slow aggregate {i}: {name} after {} ms", took.as_millis());
+        assert_eq!((code, name.as_str()), (89, "NetworkTimeout"), "{message}");
+        assert!(took <= Duration::from_millis(500) + SLACK, "{took:?}");
+    }
+    let find_errors = finds.await.unwrap();
+    assert!(
+        find_errors.is_empty(),
+        "finds beside the slow aggregates failed: {find_errors:?}"
+    );
+    good.assert_unaffected().await;
+    direct
+        .database("admin")
+        .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.metric_sum("mongoplex_pool_clears_total", &[]),
+        0.0,
+        "a slow command is not the member's failure"
+    );
+    assert_eq!(
+        proxy.metric_sum(
+            "mongoplex_requests_total",
+            &["command=\"aggregate\"", "outcome=\"proxy_error\""]
+        ),
+        SLOW as f64,
+        "each slow aggregate is counted"
+    );
+    assert!(
+        proxy.metric_sum("mongoplex_pool_connections_closed_total", &["reason=\"error\""]) >= SLOW as f64,
+        "each timed-out connection is discarded, never reused"
+    );
+    assert_eq!(
+        proxy.metric_sum("mongoplex_retries_total", &[]),
+        0.0,
+        "nothing was sent twice"
+    );
+    proxy.shutdown().await;
+}
