@@ -3,6 +3,7 @@
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
 pub mod settings;
+mod upstream_options;
 pub mod uri;
 
 use std::net::SocketAddr;
@@ -131,12 +132,7 @@ impl Config {
             uri: redact(&uri_text),
             source,
         })?;
-        if upstream.is_srv {
-            return Err(invalid(
-                "upstream",
-                "mongodb+srv:// is not supported yet; list the hosts with mongodb://",
-            ));
-        }
+        upstream_options::check(&upstream).map_err(|why| invalid("upstream", why))?;
         let o = &upstream.options;
         let seeds = upstream.tcp_hosts().map_err(|why| invalid("upstream", why))?;
         let pick = |set: Option<u64>, uri: Option<Duration>, default: Duration| {

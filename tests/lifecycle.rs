@@ -104,6 +104,61 @@ fn invalid_settings_exit_2_with_a_precise_message() {
     }
 }
 
+/// Before, `mongodb://alice:secret@host/?tls=true` started, then talked to the server
+/// in plaintext and unauthenticated, with no warning. Now every option the proxy does
+/// not honour stops start-up (exit 2), each named, and the password is never echoed.
+#[test]
+fn upstream_options_the_proxy_does_not_honour_stop_start_up() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "mongodb://alice:secret@127.0.0.1:1/?tls=true",
+            &["credentials", "\"tls\""],
+        ),
+        (
+            "mongodb://127.0.0.1:1/?readPreference=secondary&w=majority",
+            &["\"readPreference\"", "\"w\""],
+        ),
+        ("mongodb://127.0.0.1:1/?tsl=true", &["unknown option \"tsl\""]),
+        ("mongodb://127.0.0.1:1/?maxPoolSize=-3", &["\"maxPoolSize\""]),
+        ("mongodb+srv://cluster0.example.net/", &["mongodb+srv"]),
+    ];
+    for (uri, needles) in cases {
+        let out = bin().args(["--upstream", uri]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{uri}: {stderr}");
+        for needle in *needles {
+            assert!(
+                stderr.contains(needle),
+                "{uri}: message should name {needle}: {stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains("secret"),
+            "{uri}: the password was echoed: {stderr}"
+        );
+    }
+    // What the proxy does anyway is accepted: it starts (and is stopped here).
+    let mut child = bin()
+        .args([
+            "--upstream",
+            "mongodb://127.0.0.1:1/?tls=false&retryWrites=true&maxPoolSize=5&appName=x",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "honoured options must not stop start-up"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_env_and_flags_layer() {
     let upstream = Secantus::start();

@@ -33,6 +33,11 @@ pub use options::{
 
 use crate::address::ServerAddress;
 
+/// Every option name the parser knows, in the URI Options spec's spelling.
+pub fn known_options() -> &'static [&'static str] {
+    apply::KNOWN
+}
+
 /// One entry of the host list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
@@ -96,6 +101,20 @@ pub struct ConnectionString {
     /// What the spec says to log at WARN level: unsupported options, ignored
     /// values, repeated options, deprecated spellings. Never holds secrets.
     pub warnings: Vec<String>,
+    /// Which options the string gave, for a consumer that must refuse what it does
+    /// not honour rather than warn (mongoplex's own upstream).
+    pub given: GivenOptions,
+}
+
+/// The options a connection string gave, by the URI Options spec's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GivenOptions {
+    /// Known options present, in first-seen order, each once.
+    pub names: Vec<&'static str>,
+    /// Keys of options no spec defines, as written.
+    pub unknown: Vec<String>,
+    /// Known options whose value was ignored, in whole or in part.
+    pub dropped: Vec<&'static str>,
 }
 
 impl ConnectionString {
@@ -106,7 +125,8 @@ impl ConnectionString {
             check_srv_host(&parts.hosts)?;
         }
         let mut warnings = Vec::new();
-        let options = apply::parse_options(parts.query, &mut warnings)?;
+        let mut given = GivenOptions::default();
+        let options = apply::parse_options(parts.query, &mut warnings, &mut given)?;
         let credential = auth::build(parts.userinfo, &options, parts.database.as_deref())?;
         Self {
             hosts: parts.hosts.into_iter().map(|h| h.host).collect(),
@@ -115,6 +135,7 @@ impl ConnectionString {
             default_database: parts.database,
             options,
             warnings,
+            given,
         }
         .validate()
     }

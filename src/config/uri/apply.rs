@@ -15,9 +15,10 @@ use super::syntax::percent_decode;
 use super::values::{
     acknowledgment, compressors, mechanism_properties, parse_bool, srv_service_name, tag_set, OptionValue,
 };
+use super::GivenOptions;
 
 /// The options mongoplex understands, in the URI Options spec's spelling.
-const KNOWN: &[&str] = &[
+pub(crate) const KNOWN: &[&str] = &[
     "appName",
     "authMechanism",
     "authMechanismProperties",
@@ -82,23 +83,40 @@ struct Pair {
     value: String,
 }
 
-pub(super) fn parse_options(query: Option<&str>, warnings: &mut Vec<String>) -> Result<UriOptions, UriError> {
+pub(super) fn parse_options(
+    query: Option<&str>,
+    warnings: &mut Vec<String>,
+    given: &mut GivenOptions,
+) -> Result<UriOptions, UriError> {
     let pairs = split_pairs(query.unwrap_or(""))?;
     check_repeats(&pairs, warnings)?;
     check_tls_ssl(&pairs)?;
     let wtimeout_ms_given = pairs.iter().any(|p| p.name == Some("wTimeoutMS"));
     let mut options = UriOptions::default();
     for pair in &pairs {
-        match pair.name {
-            None => warnings.push(format!("unsupported option {:?} ignored", pair.key)),
-            Some("wtimeout") if wtimeout_ms_given => warnings.push(
-                "deprecated option \"wtimeout\" ignored because \"wTimeoutMS\" is also given".to_owned(),
-            ),
-            Some("wtimeout") => {
-                warnings.push("option \"wtimeout\" is deprecated: use \"wTimeoutMS\"".to_owned());
-                apply(&mut options, "wTimeoutMS", &pair.value, warnings);
+        let Some(name) = pair.name else {
+            warnings.push(format!("unsupported option {:?} ignored", pair.key));
+            given.unknown.push(pair.key.clone());
+            continue;
+        };
+        if !given.names.contains(&name) {
+            given.names.push(name);
+        }
+        let dropped = match name {
+            "wtimeout" if wtimeout_ms_given => {
+                warnings.push(
+                    "deprecated option \"wtimeout\" ignored because \"wTimeoutMS\" is also given".to_owned(),
+                );
+                false
             }
-            Some(name) => apply(&mut options, name, &pair.value, warnings),
+            "wtimeout" => {
+                warnings.push("option \"wtimeout\" is deprecated: use \"wTimeoutMS\"".to_owned());
+                apply(&mut options, "wTimeoutMS", &pair.value, warnings)
+            }
+            name => apply(&mut options, name, &pair.value, warnings),
+        };
+        if dropped && !given.dropped.contains(&name) {
+            given.dropped.push(name);
         }
     }
     Ok(options)
@@ -172,21 +190,31 @@ fn set<T>(slot: &mut Option<T>, value: Option<T>) {
     }
 }
 
-fn apply(o: &mut UriOptions, name: &'static str, text: &str, warnings: &mut Vec<String>) {
+/// Applies one option; `true` if some or all of its value was ignored.
+fn apply(o: &mut UriOptions, name: &'static str, text: &str, warnings: &mut Vec<String>) -> bool {
     if text.is_empty() {
         match name {
             // An empty tag set is meaningful: it matches any server.
             "readPreferenceTags" => o.read_preference_tags.push(TagSet::new()),
             // The auth spec makes an empty authSource an error (see validate).
             "authSource" => o.auth_source = Some(String::new()),
-            _ => warnings.push(format!("option {name:?}: empty value ignored")),
+            _ => {
+                warnings.push(format!("option {name:?}: empty value ignored"));
+                return true;
+            }
         }
-        return;
+        return false;
     }
-    let mut v = OptionValue { name, text, warnings };
+    let mut v = OptionValue {
+        name,
+        text,
+        warnings,
+        dropped: false,
+    };
     if !(apply_connection(o, &mut v) || apply_tls_and_proxy(o, &mut v) || apply_auth(o, &mut v)) {
         apply_read_write(o, &mut v);
     }
+    v.dropped
 }
 
 /// Topology, pool, timeout and compression options.
@@ -313,9 +341,7 @@ fn apply_read_write(o: &mut UriOptions, v: &mut OptionValue<'_>) {
         "maxAdaptiveRetries" => set(&mut o.max_adaptive_retries, v.count(0)),
         "enableOverloadRetargeting" => set(&mut o.enable_overload_retargeting, v.boolean()),
         // Every name in KNOWN is handled by one of the apply_* functions.
-        other => v
-            .warnings
-            .push(format!("option {other:?} is not handled; ignored")),
+        other => v.reject(&format!("an option mongoplex handles ({other:?} is not)")),
     }
 }
 
@@ -326,7 +352,8 @@ mod tests {
 
     fn parse(query: &str) -> (Result<UriOptions, UriError>, Vec<String>) {
         let mut warnings = Vec::new();
-        (parse_options(Some(query), &mut warnings), warnings)
+        let mut given = GivenOptions::default();
+        (parse_options(Some(query), &mut warnings, &mut given), warnings)
     }
 
     fn ok(query: &str) -> (UriOptions, Vec<String>) {

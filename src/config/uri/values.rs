@@ -25,10 +25,13 @@ pub(super) struct OptionValue<'a> {
     pub name: &'static str,
     pub text: &'a str,
     pub warnings: &'a mut Vec<String>,
+    /// Set when some or all of the value was ignored.
+    pub dropped: bool,
 }
 
 impl OptionValue<'_> {
     pub fn reject(&mut self, expected: &str) {
+        self.dropped = true;
         self.warnings.push(format!(
             "option {:?}: invalid value {:?} ignored (expected {expected})",
             self.name, self.text
@@ -114,9 +117,12 @@ pub(super) fn compressors(v: &mut OptionValue<'_>) -> Option<Vec<Compressor>> {
         match Compressor::parse(name) {
             Some(c) if !list.contains(&c) => list.push(c),
             Some(_) => {}
-            None => v.warnings.push(format!(
-                "option \"compressors\": unsupported compressor {name:?} ignored"
-            )),
+            None => {
+                v.dropped = true;
+                v.warnings.push(format!(
+                    "option \"compressors\": unsupported compressor {name:?} ignored"
+                ));
+            }
         }
     }
     (!list.is_empty()).then_some(list)
@@ -148,11 +154,14 @@ pub(super) fn mechanism_properties(v: &mut OptionValue<'_>) -> Option<AuthMechan
                     ));
                 }
             }
-            _ => v.warnings.push(format!(
-                "authMechanismProperties: entry {} is not KEY:value and was ignored \
-                 (values containing ',' cannot be given in a connection string)",
-                i + 1
-            )),
+            _ => {
+                v.dropped = true;
+                v.warnings.push(format!(
+                    "authMechanismProperties: entry {} is not KEY:value and was ignored \
+                     (values containing ',' cannot be given in a connection string)",
+                    i + 1
+                ));
+            }
         }
     }
     (!props.is_empty()).then_some(props)
