@@ -40,14 +40,25 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     }
 }
 
-/// Ready when writes can be routed: a primary (or standalone/mongos) is known.
+/// Ready when writes can be routed: a primary (or standalone/mongos) is known, and the
+/// server has not refused the proxy's credential since its last successful login.
 pub fn is_ready(ctx: &Context) -> bool {
-    ctx.topology.snapshot().primary.is_some()
+    ctx.topology.snapshot().primary.is_some() && auth_failure(ctx).is_none()
+}
+
+fn auth_failure(ctx: &Context) -> Option<String> {
+    ctx.topology.pools().iter().find_map(|p| p.auth_failure())
 }
 
 async fn ready(State(s): State<AdminState>) -> Response {
     if is_ready(&s.ctx) {
         (StatusCode::OK, "ready\n").into_response()
+    } else if let Some(why) = auth_failure(&s.ctx) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: upstream authentication failed: {why}\n"),
+        )
+            .into_response()
     } else {
         let summary = s.ctx.topology.snapshot().summary();
         (

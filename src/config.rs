@@ -2,6 +2,7 @@
 //! by command-line flags, then validated into an immutable [`Config`] shared as an `Arc`.
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
+mod credential;
 pub mod settings;
 mod upstream_options;
 pub mod uri;
@@ -128,11 +129,12 @@ impl Config {
     /// Resolves defaults and checks every value, with messages that name the setting.
     pub fn validate(s: Settings) -> Result<Self, ConfigError> {
         let uri_text = s.upstream.clone().unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
-        let upstream = ConnectionString::parse(&uri_text).map_err(|source| ConfigError::Uri {
+        let upstream = credential::parse_upstream(&uri_text, &s).map_err(|source| ConfigError::Uri {
             uri: redact(&uri_text),
             source,
         })?;
         upstream_options::check(&upstream).map_err(|why| invalid("upstream", why))?;
+        let credential = credential::resolve(&upstream, &s).map_err(|why| invalid("upstream", why))?;
         let o = &upstream.options;
         let seeds = upstream.tcp_hosts().map_err(|why| invalid("upstream", why))?;
         let pick = |set: Option<u64>, uri: Option<Duration>, default: Duration| {
@@ -273,6 +275,7 @@ impl Config {
                 connect_timeout,
                 socket_timeout,
                 app_name,
+                credential,
             },
             server_selection_timeout,
             heartbeat_frequency,

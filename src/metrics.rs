@@ -30,6 +30,7 @@ const CHECKOUT_FAILURE_REASONS: &[&str] = &[
     "pool_cleared",
     "pool_closed",
     "connection_error",
+    "auth_refused",
 ];
 const BUFFER_EVICT_REASONS: &[&str] = &["window", "buffer_full", "max_duration", "max_time"];
 const RETRY_REASONS: &[&str] = &[

@@ -5,6 +5,7 @@
 //! generation are closed at once, in-use ones when they come back. Waiters queue FIFO and
 //! are handed a connection (or the right to open one) directly, so nobody overtakes them.
 
+mod backoff;
 mod maintenance;
 mod options;
 mod state;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::address::ServerAddress;
 use crate::metrics::PoolMetrics;
-use crate::upstream::{ConnectOptions, UpstreamConn};
+use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
 use state::{Grant, State};
 
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ struct Inner {
     interrupt: Mutex<CancellationToken>,
     /// In an outage every checkout fails to connect: one line per second.
     connect_log: crate::throttle::Throttle,
+    /// Logins the server refused ([`backoff`]).
+    auth: Mutex<backoff::AuthBackoff>,
 }
 
 impl Pool {
@@ -63,6 +66,7 @@ impl Pool {
             metrics,
             interrupt: Mutex::new(CancellationToken::new()),
             connect_log: crate::throttle::Throttle::new(std::time::Duration::from_secs(1)),
+            auth: Mutex::new(backoff::AuthBackoff::default()),
         };
         Self {
             inner: Arc::new(inner),
@@ -75,6 +79,13 @@ impl Pool {
 
     pub fn options(&self) -> &PoolOptions {
         &self.inner.opts
+    }
+
+    /// The server's last refusal of the proxy's credential, while no login has
+    /// succeeded since (for `/ready`).
+    pub fn auth_failure(&self) -> Option<String> {
+        let b = self.inner.auth_lock();
+        b.failing().then(|| b.message.clone())
     }
 
     pub fn generation(&self) -> u32 {
@@ -255,6 +266,10 @@ impl Pool {
 }
 
 impl Inner {
+    fn auth_lock(&self) -> MutexGuard<'_, backoff::AuthBackoff> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock would be a bug; keep serving with the data.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -320,6 +335,14 @@ impl Inner {
                     inner: self,
                     armed: true,
                 };
+                let held = self.auth_lock().holding(Instant::now()).map(str::to_owned);
+                if let Some(why) = held {
+                    guard.finish(false);
+                    return Err(CheckoutError::AuthRefused {
+                        address: self.address.clone(),
+                        why,
+                    });
+                }
                 self.metrics.connecting.inc();
                 let establish = UpstreamConn::establish(&self.address, id, generation, &self.connect);
                 let result = match budget {
@@ -330,6 +353,9 @@ impl Inner {
                 match result {
                     Ok(Ok(conn)) => {
                         self.metrics.created.inc();
+                        if self.connect.credential.is_some() {
+                            self.auth_lock().succeeded();
+                        }
                         Ok(Some(conn))
                     }
                     Err(_) => Err(CheckoutError::Expired {
@@ -337,6 +363,9 @@ impl Inner {
                         doing: "opening a connection to",
                     }),
                     Ok(Err(e)) => {
+                        if matches!(e, UpstreamError::Auth { .. }) {
+                            self.auth_lock().refused(Instant::now(), e.to_string());
+                        }
                         if let Some(held_back) = self.connect_log.admit() {
                             tracing::warn!(address = %self.address, error = %e, held_back, "failed to open upstream connection");
                         }

@@ -23,6 +23,13 @@ pub enum UpstreamError {
     ConnectTimeout { address: ServerAddress, ms: u128 },
     #[error("handshake with {address} failed: {why}")]
     Handshake { address: ServerAddress, why: String },
+    /// The server refused the proxy's credential (or could not prove it knows it).
+    #[error("authentication to {address} as {user} failed: {why}")]
+    Auth {
+        address: ServerAddress,
+        user: String,
+        why: String,
+    },
     #[error("connection to {address} failed: {source}")]
     Io {
         address: ServerAddress,
@@ -74,6 +81,7 @@ impl UpstreamError {
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect_timeout",
             Self::Handshake { .. } => "handshake",
+            Self::Auth { .. } => "auth",
             Self::Io { .. } => "io",
             Self::Closed { .. } => "closed",
             Self::Timeout { .. } => "timeout",

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::uri::Secret;
+
 /// One layer of settings. Field names are the TOML keys; environment variables are
 /// `MONGOPLEX_` plus the upper-cased key (e.g. `MONGOPLEX_MAX_POOL_SIZE`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -15,6 +17,11 @@ pub struct Settings {
     pub unix_socket: Option<PathBuf>,
     pub admin: Option<String>,
     pub upstream: Option<String>,
+    /// The upstream user's password, read from this file (a mounted Secret); trailing
+    /// newlines are dropped.
+    pub upstream_password_file: Option<PathBuf>,
+    /// The upstream user's password (`MONGOPLEX_UPSTREAM_PASSWORD`).
+    pub upstream_password: Option<Secret>,
 
     pub max_pool_size: Option<u64>,
     pub min_pool_size: Option<u64>,
@@ -57,6 +64,8 @@ macro_rules! for_each_field {
         $m!(unix_socket, path);
         $m!(admin, str);
         $m!(upstream, str);
+        $m!(upstream_password_file, path);
+        $m!(upstream_password, secret);
         $m!(max_pool_size, u64);
         $m!(min_pool_size, u64);
         $m!(max_connecting, u64);
@@ -154,6 +163,7 @@ impl Settings {
             }};
             (@parse str, $var:ident, $value:ident) => { $value };
             (@parse path, $var:ident, $value:ident) => { PathBuf::from($value) };
+            (@parse secret, $var:ident, $value:ident) => { Secret::new($value) };
             (@parse list, $var:ident, $value:ident) => {
                 $value.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
             };
@@ -210,6 +220,21 @@ mod tests {
         assert_eq!(
             s.compressors.as_deref(),
             Some(&["zstd".to_string(), "snappy".to_string()][..])
+        );
+        let secret: HashMap<String, String> = [
+            ("MONGOPLEX_UPSTREAM_PASSWORD".to_string(), "hunter2".to_string()),
+            (
+                "MONGOPLEX_UPSTREAM_PASSWORD_FILE".to_string(),
+                "/run/secrets/pw".to_string(),
+            ),
+        ]
+        .into();
+        let s = Settings::from_env(&secret).unwrap();
+        assert_eq!(s.upstream_password, Some(Secret::new("hunter2")));
+        assert_eq!(s.upstream_password_file, Some(PathBuf::from("/run/secrets/pw")));
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "the password leaked into Debug"
         );
         let bad: HashMap<String, String> = [("MONGOPLEX_MAX_POOL_SIZE".to_string(), "-1".to_string())].into();
         let e = Settings::from_env(&bad).unwrap_err().to_string();

@@ -23,7 +23,6 @@ use Support::{Honoured, OnlyDefault, Refused};
 
 const PER_CLIENT: &str = "it belongs in each application's own connection string: \
                           mongoplex forwards what every client sends";
-const NO_AUTH: &str = "mongoplex does not authenticate to its upstream yet";
 const NO_TLS: &str = "mongoplex does not connect to its upstream over TLS yet";
 const NO_COMPRESSION: &str = "mongoplex does not compress its upstream connections yet \
                               (the `compressors` setting is for clients)";
@@ -34,9 +33,21 @@ const NO_PROXY: &str = "mongoplex does not connect through a SOCKS5 proxy";
 /// it. A unit test keeps the two lists equal.
 const TABLE: &[(&str, Support)] = &[
     ("appName", Honoured),
-    ("authMechanism", Refused(NO_AUTH)),
-    ("authMechanismProperties", Refused(NO_AUTH)),
-    ("authSource", Refused(NO_AUTH)),
+    (
+        "authMechanism",
+        OnlyDefault(
+            |o| {
+                use super::uri::AuthMechanism::{ScramSha1, ScramSha256};
+                matches!(o.auth_mechanism, Some(ScramSha1 | ScramSha256))
+            },
+            "mongoplex authenticates upstream with SCRAM-SHA-256 or SCRAM-SHA-1 only",
+        ),
+    ),
+    (
+        "authMechanismProperties",
+        Refused("SCRAM takes no mechanism properties"),
+    ),
+    ("authSource", Honoured),
     ("compressors", Refused(NO_COMPRESSION)),
     ("connectTimeoutMS", Honoured),
     ("directConnection", Honoured),
@@ -133,11 +144,6 @@ pub fn check(cs: &ConnectionString) -> Result<(), String> {
     for name in &cs.given.dropped {
         refused.push(format!(
             "option {name:?}: its value is not valid, and mongoplex does not fall back to a default"
-        ));
-    }
-    if cs.credential.is_some() {
-        refused.push(format!(
-            "credentials (user:password@ or authMechanism): {NO_AUTH}"
         ));
     }
     if cs.is_srv {
@@ -247,8 +253,21 @@ mod tests {
                 "mongodb://h/?maxAdaptiveRetries=2",
                 Some("\"maxAdaptiveRetries\""),
             ),
-            ("mongodb://alice:secret@h/", Some("credentials")),
-            ("mongodb://h/?authMechanism=MONGODB-X509", Some("credentials")),
+            ("mongodb://alice:secret@h/", None),
+            (
+                "mongodb://alice:secret@h/?authSource=db&authMechanism=SCRAM-SHA-1",
+                None,
+            ),
+            ("mongodb://alice@h/", None),
+            (
+                "mongodb://h/?authMechanism=MONGODB-X509",
+                Some("\"authMechanism\""),
+            ),
+            ("mongodb://a:b@h/?authMechanism=PLAIN", Some("\"authMechanism\"")),
+            (
+                "mongodb://a:b@h/?authMechanismProperties=SERVICE_NAME:x&authMechanism=GSSAPI",
+                Some("\"authMechanismProperties\""),
+            ),
             ("mongodb+srv://cluster0.example.com/", Some("mongodb+srv")),
             ("mongodb://h/mydb", Some("/mydb")),
             ("mongodb://h/?tsl=true", Some("\"tsl\"")),

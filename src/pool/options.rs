@@ -49,6 +49,9 @@ pub enum CheckoutError {
     Cleared { address: ServerAddress, reason: String },
     #[error("connection pool for {address} is closed")]
     Closed { address: ServerAddress },
+    /// A login was refused lately; no connection is opened until the backoff ends.
+    #[error("{why} (no new connection to {address} until the login backoff ends)")]
+    AuthRefused { address: ServerAddress, why: String },
     #[error(transparent)]
     Connect(#[from] UpstreamError),
 }
@@ -60,6 +63,7 @@ impl CheckoutError {
             Self::Expired { .. } => "max_time",
             Self::Cleared { .. } => "pool_cleared",
             Self::Closed { .. } => "pool_closed",
+            Self::AuthRefused { .. } => "auth_refused",
             Self::Connect(_) => "connection_error",
         }
     }

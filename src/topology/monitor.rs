@@ -51,6 +51,8 @@ pub(super) async fn run(
     let heartbeat = cfg.heartbeat_frequency;
     let mut opts = cfg.connect.clone();
     opts.socket_timeout = Some(opts.connect_timeout);
+    // Monitoring connections never authenticate (SDAM).
+    opts.credential = None;
     let m = Monitor {
         topology: topology.clone(),
         address,

@@ -15,7 +15,7 @@ use crate::wire::{
     MSG_MORE_TO_COME,
 };
 
-/// How to reach and greet a server. Credentials and TLS settings join this struct.
+/// How to reach and greet a server. TLS settings join this struct.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub connect_timeout: Duration,
@@ -23,6 +23,8 @@ pub struct ConnectOptions {
     pub socket_timeout: Option<Duration>,
     /// appName sent to the server in the handshake's client metadata.
     pub app_name: String,
+    /// Who pooled connections log in as; monitors clear it.
+    pub credential: Option<std::sync::Arc<crate::auth::UpstreamCredential>>,
 }
 
 impl Default for ConnectOptions {
@@ -31,6 +33,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             socket_timeout: None,
             app_name: "mongoplex".into(),
+            credential: None,
         }
     }
 }
@@ -66,7 +69,8 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// TCP connect, then the hello handshake. TLS and authentication become stages here.
+    /// TCP connect, then the hello handshake, then (with a credential) authentication,
+    /// begun speculatively in the hello. TLS becomes a stage here.
     pub async fn establish(
         address: &ServerAddress,
         id: u64,
@@ -110,14 +114,23 @@ impl UpstreamConn {
                 reply: RawDocumentBuf::new(),
             },
         };
-        conn.hello = conn.handshake(opts).await?;
+        let auth = opts.credential.as_deref().map(crate::auth::hello_fields);
+        conn.hello = conn.handshake(opts, auth.as_ref().map(|a| &a.fields)).await?;
+        if let (Some(cred), Some(begun)) = (opts.credential.as_deref(), auth) {
+            let hello = conn.hello.reply.clone();
+            crate::auth::authenticate(&mut conn, cred, begun, &hello).await?;
+        }
         conn.max_message_size = conn.hello.max_message_size;
         conn.socket_timeout = opts.socket_timeout;
         Ok(conn)
     }
 
-    async fn handshake(&mut self, opts: &ConnectOptions) -> Result<HelloSummary, UpstreamError> {
-        let body = rawdoc! {
+    async fn handshake(
+        &mut self,
+        opts: &ConnectOptions,
+        auth: Option<&RawDocumentBuf>,
+    ) -> Result<HelloSummary, UpstreamError> {
+        let mut body = rawdoc! {
             "hello": 1,
             "helloOk": true,
             "client": {
@@ -127,6 +140,9 @@ impl UpstreamConn {
             },
             "$db": "admin",
         };
+        for (key, value) in auth.into_iter().flat_map(|a| a.iter().flatten()) {
+            body.append(key, value);
+        }
         let mut req = build_msg(0, 0, 0, body.as_bytes());
         let reply = self.round_trip(&mut req).await.map_err(|e| match e {
             UpstreamError::Timeout { address, ms } | UpstreamError::WriteTimeout { address, ms } => {

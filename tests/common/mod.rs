@@ -3,6 +3,7 @@
 //! Keep this file to `pub mod` lines only: several people add helper modules here, and
 //! a one-line-per-module file merges cleanly. Put the code in the module's own file.
 
+pub mod auth;
 pub mod bystander;
 pub mod failpoint;
 pub mod peers;

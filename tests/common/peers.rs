@@ -112,7 +112,7 @@ pub fn mongosh() -> PathBuf {
 }
 
 /// A fresh, empty directory under the system temp dir, unique within this machine.
-fn unique_temp_dir(kind: &str) -> PathBuf {
+pub fn unique_temp_dir(kind: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("mongoplex-{kind}-{}-{n}", std::process::id()));
@@ -192,6 +192,19 @@ impl Secantus {
     /// The server's process id, e.g. to SIGSTOP it and simulate a partition.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the server with SIGTERM, so that a store on disk is flushed, and waits for
+    /// it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "SecantusDB did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Everything the server has logged so far.
