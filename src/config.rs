@@ -4,6 +4,7 @@
 
 mod credential;
 pub mod settings;
+mod tls;
 mod upstream_options;
 pub mod uri;
 
@@ -135,6 +136,7 @@ impl Config {
         })?;
         upstream_options::check(&upstream).map_err(|why| invalid("upstream", why))?;
         let credential = credential::resolve(&upstream, &s).map_err(|why| invalid("upstream", why))?;
+        let tls = tls::resolve(&upstream.options).map_err(|why| invalid("upstream", why))?;
         let o = &upstream.options;
         let seeds = upstream.tcp_hosts().map_err(|why| invalid("upstream", why))?;
         let pick = |set: Option<u64>, uri: Option<Duration>, default: Duration| {
@@ -276,6 +278,7 @@ impl Config {
                 socket_timeout,
                 app_name,
                 credential,
+                tls,
             },
             server_selection_timeout,
             heartbeat_frequency,

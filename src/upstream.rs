@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod stream;
+pub mod tls;
 
 pub use conn::{ConnectOptions, HelloSummary, UpstreamConn};
 
@@ -23,6 +24,8 @@ pub enum UpstreamError {
     ConnectTimeout { address: ServerAddress, ms: u128 },
     #[error("handshake with {address} failed: {why}")]
     Handshake { address: ServerAddress, why: String },
+    #[error("TLS with {address} failed: {why}")]
+    Tls { address: ServerAddress, why: String },
     /// The server refused the proxy's credential (or could not prove it knows it).
     #[error("authentication to {address} as {user} failed: {why}")]
     Auth {
@@ -82,6 +85,7 @@ impl UpstreamError {
             Self::ConnectTimeout { .. } => "connect_timeout",
             Self::Handshake { .. } => "handshake",
             Self::Auth { .. } => "auth",
+            Self::Tls { .. } => "tls",
             Self::Io { .. } => "io",
             Self::Closed { .. } => "closed",
             Self::Timeout { .. } => "timeout",

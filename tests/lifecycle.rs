@@ -110,7 +110,14 @@ fn invalid_settings_exit_2_with_a_precise_message() {
 #[test]
 fn upstream_options_the_proxy_does_not_honour_stop_start_up() {
     let cases: &[(&str, &[&str])] = &[
-        ("mongodb://alice:secret@127.0.0.1:1/?tls=true", &["\"tls\""]),
+        (
+            "mongodb://alice:secret@127.0.0.1:1/?tls=true&tlsCertificateKeyFilePassword=secret",
+            &["\"tlsCertificateKeyFilePassword\""],
+        ),
+        (
+            "mongodb://127.0.0.1:1/?tlsCAFile=/ca.pem",
+            &["tlsCAFile", "tls=true"],
+        ),
         (
             "mongodb://alice:secret@127.0.0.1:1/?authMechanism=PLAIN",
             &["\"authMechanism\""],

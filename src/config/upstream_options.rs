@@ -23,7 +23,8 @@ use Support::{Honoured, OnlyDefault, Refused};
 
 const PER_CLIENT: &str = "it belongs in each application's own connection string: \
                           mongoplex forwards what every client sends";
-const NO_TLS: &str = "mongoplex does not connect to its upstream over TLS yet";
+const NO_REVOCATION: &str = "mongoplex (rustls) checks neither OCSP nor revocation lists; \
+                             only the value true states what it does";
 const NO_COMPRESSION: &str = "mongoplex does not compress its upstream connections yet \
                               (the `compressors` setting is for clients)";
 const NO_SRV: &str = "mongodb+srv:// is not supported yet";
@@ -115,17 +116,26 @@ const TABLE: &[(&str, Support)] = &[
     ("socketTimeoutMS", Honoured),
     ("srvMaxHosts", Refused(NO_SRV)),
     ("srvServiceName", Refused(NO_SRV)),
-    ("ssl", OnlyDefault(|o| o.tls == Some(false), NO_TLS)),
+    ("ssl", Honoured),
     ("timeoutMS", Refused(PER_CLIENT)),
-    ("tls", OnlyDefault(|o| o.tls == Some(false), NO_TLS)),
-    ("tlsAllowInvalidCertificates", Refused(NO_TLS)),
-    ("tlsAllowInvalidHostnames", Refused(NO_TLS)),
-    ("tlsCAFile", Refused(NO_TLS)),
-    ("tlsCertificateKeyFile", Refused(NO_TLS)),
-    ("tlsCertificateKeyFilePassword", Refused(NO_TLS)),
-    ("tlsDisableCertificateRevocationCheck", Refused(NO_TLS)),
-    ("tlsDisableOCSPEndpointCheck", Refused(NO_TLS)),
-    ("tlsInsecure", Refused(NO_TLS)),
+    ("tls", Honoured),
+    ("tlsAllowInvalidCertificates", Honoured),
+    ("tlsAllowInvalidHostnames", Honoured),
+    ("tlsCAFile", Honoured),
+    ("tlsCertificateKeyFile", Honoured),
+    (
+        "tlsCertificateKeyFilePassword",
+        Refused("encrypted private keys are refused: decrypt the key file (openssl pkey -in key.pem -out plain.pem)"),
+    ),
+    (
+        "tlsDisableCertificateRevocationCheck",
+        OnlyDefault(|o| o.tls_disable_certificate_revocation_check == Some(true), NO_REVOCATION),
+    ),
+    (
+        "tlsDisableOCSPEndpointCheck",
+        OnlyDefault(|o| o.tls_disable_ocsp_endpoint_check == Some(true), NO_REVOCATION),
+    ),
+    ("tlsInsecure", Honoured),
     ("w", Refused(PER_CLIENT)),
     ("waitQueueTimeoutMS", Honoured),
     ("wTimeoutMS", Refused(PER_CLIENT)),
@@ -216,10 +226,21 @@ mod tests {
                 None,
             ),
             ("mongodb://h/?serverMonitoringMode=stream", None),
-            ("mongodb://h/?tls=true", Some("\"tls\"")),
-            ("mongodb://h/?ssl=true", Some("\"ssl\"")),
-            ("mongodb://h/?tlsCAFile=/ca.pem", Some("\"tlsCAFile\"")),
-            ("mongodb://h/?tlsInsecure=true", Some("\"tlsInsecure\"")),
+            (
+                "mongodb://h/?tls=true&tlsCAFile=/ca.pem&tlsCertificateKeyFile=/k.pem",
+                None,
+            ),
+            ("mongodb://h/?ssl=true&tlsInsecure=true", None),
+            ("mongodb://h/?tls=true&tlsAllowInvalidHostnames=true", None),
+            ("mongodb://h/?tls=true&tlsDisableOCSPEndpointCheck=true", None),
+            (
+                "mongodb://h/?tls=true&tlsDisableOCSPEndpointCheck=false",
+                Some("\"tlsDisableOCSPEndpointCheck\""),
+            ),
+            (
+                "mongodb://h/?tls=true&tlsCertificateKeyFilePassword=x",
+                Some("\"tlsCertificateKeyFilePassword\""),
+            ),
             ("mongodb://h/?retryWrites=false", Some("\"retryWrites\"")),
             ("mongodb://h/?retryReads=false", Some("\"retryReads\"")),
             (

@@ -25,6 +25,8 @@ pub struct ConnectOptions {
     pub app_name: String,
     /// Who pooled connections log in as; monitors clear it.
     pub credential: Option<std::sync::Arc<crate::auth::UpstreamCredential>>,
+    /// TLS for every connection, monitors included.
+    pub tls: Option<super::tls::TlsSettings>,
 }
 
 impl Default for ConnectOptions {
@@ -34,6 +36,7 @@ impl Default for ConnectOptions {
             socket_timeout: None,
             app_name: "mongoplex".into(),
             credential: None,
+            tls: None,
         }
     }
 }
@@ -94,9 +97,35 @@ impl UpstreamConn {
             }
         };
         configure_socket(&tcp, address);
+        let io = match &opts.tls {
+            None => UpstreamStream::Tcp(tcp),
+            Some(tls) => {
+                match tokio::time::timeout(opts.connect_timeout, tls.connect(&address.host, tcp)).await {
+                    Ok(Ok(s)) => UpstreamStream::Tls(Box::new(s)),
+                    Ok(Err(why)) => {
+                        return Err(UpstreamError::Tls {
+                            address: address.clone(),
+                            why,
+                        })
+                    }
+                    // A plaintext server reads the ClientHello as the start of a message and
+                    // waits for the rest: the usual sign of tls=true against plaintext.
+                    Err(_) => {
+                        return Err(UpstreamError::Tls {
+                            address: address.clone(),
+                            why: format!(
+                        "no TLS handshake within {} ms (connectTimeoutMS): the server did not answer in TLS \
+                             (a plaintext server? tls=true was set)",
+                        opts.connect_timeout.as_millis()
+                    ),
+                        })
+                    }
+                }
+            }
+        };
         let now = Instant::now();
         let mut conn = Self {
-            io: UpstreamStream::Tcp(tcp),
+            io,
             reader: FrameReader::new(),
             id,
             generation,

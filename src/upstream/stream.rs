@@ -1,4 +1,4 @@
-//! The transport under an upstream connection. TLS becomes a second variant here.
+//! The transport under an upstream connection: TCP, or TLS over TCP.
 
 use std::io;
 use std::pin::Pin;
@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 #[derive(Debug)]
 pub enum UpstreamStream {
     Tcp(TcpStream),
+    /// Boxed: rustls's state is large, and most deployments on loopback use TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl UpstreamStream {
@@ -29,6 +31,14 @@ impl UpstreamStream {
                     }
                 }
             }
+            // Peeked, never read: a byte taken off the socket would break the TLS stream.
+            // Any pending record on an idle connection (close_notify, above all) retires it.
+            Self::Tls(s) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                matches!(s.get_ref().0.poll_peek(&mut cx, &mut buf), Poll::Pending)
+            }
         }
     }
 }
@@ -37,6 +47,7 @@ impl AsyncRead for UpstreamStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -45,18 +56,21 @@ impl AsyncWrite for UpstreamStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -67,12 +81,14 @@ impl AsyncWrite for UpstreamStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Self::Tcp(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
         }
     }
 }

@@ -141,6 +141,28 @@ impl Secantus {
 
     /// Like [`Secantus::start`], with extra `secantusd-py` flags (e.g. `--standalone`).
     pub fn start_with_args(extra: &[&str]) -> Self {
+        let mut server = Self::spawn(extra);
+        let deadline = Instant::now() + SECANTUS_START_TIMEOUT;
+        server.addr = server.wait_for_address(deadline);
+        server.wait_for_ping(deadline);
+        server
+    }
+
+    /// A server with TLS flags: ready once it accepts TCP connections (the ping helper
+    /// speaks plaintext).
+    pub fn start_tls(extra: &[&str]) -> Self {
+        let mut server = Self::spawn(extra);
+        let deadline = Instant::now() + SECANTUS_START_TIMEOUT;
+        server.addr = server.wait_for_address(deadline);
+        while TcpStream::connect(server.addr).is_err() {
+            server.check_alive();
+            assert!(Instant::now() < deadline, "SecantusDB with TLS did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn spawn(extra: &[&str]) -> Self {
         let exe = peer_file("venv/bin/secantusd-py");
         let dir = unique_temp_dir("secantus");
         let log = fs::File::create(dir.join("secantusd.log")).expect("create secantusd.log");
@@ -158,15 +180,11 @@ impl Secantus {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", exe.display()));
-        let mut server = Secantus {
+        Secantus {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
-        };
-        let deadline = Instant::now() + SECANTUS_START_TIMEOUT;
-        server.addr = server.wait_for_address(deadline);
-        server.wait_for_ping(deadline);
-        server
+        }
     }
 
     /// The address it listens on.
