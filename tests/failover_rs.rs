@@ -330,3 +330,34 @@ async fn cursor_whose_member_dies() {
         "the dead cursor's pin was dropped"
     );
 }
+
+/// Found by the soak (tests/soak.rs): a cursor closed while its member is down. The
+/// driver's killCursors cannot reach the member, and no client will name that cursor
+/// again, yet its pin used to stay until the 15-minute pin TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_closed_while_its_member_is_down_is_unpinned() {
+    let r = rig(|_| {}).await;
+    let coll = r.client.database("failover").collection::<Document>("closed");
+    let docs: Vec<Document> = (0..50).map(|i| doc! { "_id": i }).collect();
+    coll.insert_many(docs).await.unwrap();
+    let mut cursor = coll.find(doc! {}).batch_size(10).await.unwrap();
+    for _ in 0..10 {
+        assert!(cursor.advance().await.unwrap());
+    }
+    assert_eq!(r.proxy.metric_sum("mongoplex_pinned_cursors", &[]), 1.0);
+    r.rs.kill(0).await;
+    drop(cursor); // the driver sends killCursors, which the proxy cannot deliver
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while r.proxy.metric_sum("mongoplex_pinned_cursors", &[]) > 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kills = r
+        .proxy
+        .metric_sum("mongoplex_requests_total", &["command=\"killCursors\""]);
+    assert_eq!(kills, 1.0, "the driver's killCursors reached the proxy");
+    assert_eq!(
+        r.proxy.metric_sum("mongoplex_pinned_cursors", &[]),
+        0.0,
+        "the pin of a cursor its client closed outlived the close"
+    );
+}

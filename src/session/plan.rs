@@ -147,12 +147,15 @@ impl Plan {
     /// cursor, and one whose member cannot be reached has lost it. One the proxy itself
     /// gave up on before sending (a wait-queue timeout, no member selectable) leaves the
     /// cursor open on the server, so its pin stays for the next getMore or killCursors.
+    /// A failed killCursors ends its pins all the same: the client is done with those
+    /// cursors and never names them again (drivers do not retry killCursors), so the pin
+    /// could only wait out its TTL; the server times the cursor out itself.
     pub fn cursors_lost(&self, failure: Failure) -> &[i64] {
         let proxy_gave_up = failure == Failure::NotSent { retryable: false };
-        if self.name.spec().cursor == Cursor::Continues && !proxy_gave_up {
-            &self.cursor_ids
-        } else {
-            &[]
+        match self.name.spec().cursor {
+            Cursor::Continues if !proxy_gave_up => &self.cursor_ids,
+            Cursor::Kills => &self.cursor_ids,
+            _ => &[],
         }
     }
 
@@ -388,7 +391,7 @@ pub(in crate::session) mod tests {
             &pins,
         );
         let kill = plan(&rawdoc! { "killCursors": "c", "cursors": [5_i64] }, &pins);
-        let cases: [(&str, &Plan, Failure, &[i64]); 5] = [
+        let cases: [(&str, &Plan, Failure, &[i64]); 6] = [
             ("getMore, network", &stream_get_more, Failure::Network, &[5]),
             (
                 "getMore, pool cleared",
@@ -402,7 +405,13 @@ pub(in crate::session) mod tests {
                 Failure::NotSent { retryable: false },
                 &[],
             ),
-            ("killCursors, network", &kill, Failure::Network, &[]),
+            ("killCursors, network", &kill, Failure::Network, &[5]),
+            (
+                "killCursors the proxy gave up on",
+                &kill,
+                Failure::NotSent { retryable: false },
+                &[5],
+            ),
             ("change stream opening, network", &stream, Failure::Network, &[]),
         ];
         for (what, plan, failure, want) in cases {

@@ -10,6 +10,7 @@
 #   $PEERS/venv/bin/{python,secantusd-py}  pymongo 4, SecantusDB (Python server), mockupdb
 #   $PEERS/node/node_modules/.bin/mongosh  plus the `mongodb` driver in node_modules
 #   $PEERS/pymongo-src/                    pymongo 4.20.0's sdist, unpacked: its test/ folder
+#   $PEERS/plot-venv/bin/python            matplotlib, for tests/soak/plot.py
 #   $PEERS/legacy-python                   path of the interpreter that sees Debian's
 #                                          python3-pymongo 3.11 (legacy OP_QUERY handshake)
 # System-wide (apt): python3-pymongo, prometheus (server + promtool).
@@ -22,6 +23,9 @@ PY_REQS=("pymongo==4.20.0" "secantusdb==0.7.0b3" "mockupdb==1.8.1"
     "pytest==8.3.4" "pytest-asyncio==0.25.3")
 # pymongo's source distribution, for its own test suite (tests/driver_suite/run.py).
 PYMONGO_SDIST="pymongo==4.20.0"
+# The soak's plots (tests/soak/plot.py), in a venv of their own: nothing the tests
+# import should see matplotlib's dependencies.
+PLOT_REQS=("matplotlib==3.11.2")
 NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
 APT_PKGS=(python3-pymongo prometheus)
 # Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
@@ -75,6 +79,21 @@ install_venv() {
     echo "$want" >"$stamp"
 }
 
+# ------------------------------------------------ plot venv (PyPI), for the soak
+install_plot_venv() {
+    local venv="$PEERS/plot-venv" stamp="$PEERS/plot-venv/.mongoplex-stamp"
+    local want="${PLOT_REQS[*]}"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+        && "$venv/bin/python" -c 'import matplotlib' >/dev/null 2>&1; then
+        return
+    fi
+    log "creating venv $venv for ${PLOT_REQS[*]}"
+    rm -rf "$venv"
+    "$(command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PLOT_REQS[@]}"
+    echo "$want" >"$stamp"
+}
+
 # ----------------------------------------------------------- Node packages (npm)
 install_node() {
     local dir="$PEERS/node" stamp="$PEERS/node/.mongoplex-stamp"
@@ -124,6 +143,7 @@ find_legacy_python() {
 
 install_apt
 install_venv
+install_plot_venv
 install_node
 install_pymongo_src
 find_legacy_python
@@ -136,6 +156,7 @@ echo "pymongo        $(py_ver "$PEERS/venv/bin/python" pymongo)  ($PEERS/venv/bi
 echo "secantusdb     $(py_ver "$PEERS/venv/bin/python" secantusdb)  ($PEERS/venv/bin/secantusd-py)"
 echo "mockupdb       $(py_ver "$PEERS/venv/bin/python" mockupdb)"
 echo "pytest         $(py_ver "$PEERS/venv/bin/python" pytest)"
+echo "matplotlib     $(py_ver "$PEERS/plot-venv/bin/python" matplotlib)  ($PEERS/plot-venv/bin/python)"
 echo "pymongo-src    $(cat "$PEERS/pymongo-src/.mongoplex-stamp")  ($PEERS/pymongo-src)"
 echo "node-mongodb   $(node_ver mongodb)  (node $(node --version))"
 echo "mongosh        $(node_ver mongosh)  ($PEERS/node/node_modules/.bin/mongosh)"
