@@ -219,6 +219,22 @@ impl Session {
         self.reply_error(request_id, &err, None).await
     }
 
+    /// A compressed message whose inflated size found no room in the buffer budget: an
+    /// error, and the connection carries on (the compressed bytes were read whole).
+    async fn refuse_inflation(&mut self, frame: &Frame, len: usize) -> Result<(), End> {
+        self.ctx.metrics.buffer_budget_refusals.inc();
+        let limit = self.ctx.memory.limit();
+        let e = WireError::OverBudget {
+            len,
+            limit,
+            waited_ms: crate::memory::MAX_WAIT.as_millis(),
+            request_id: frame.request_id(),
+        };
+        tracing::warn!(parent: &self.span, error = %e, "refusing a compressed message: buffer budget spent");
+        let err = ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string());
+        self.reply_error(frame.request_id(), &err, None).await
+    }
+
     fn protocol_error(&self, e: &WireError) -> End {
         if let Some(held_back) = self.ctx.throttles.client_protocol.admit() {
             tracing::warn!(parent: &self.span, error = %e, held_back, "closing client: bad message");
@@ -228,7 +244,17 @@ impl Session {
 
     async fn handle(&mut self, frame: Frame) -> Result<(), End> {
         let started = Instant::now();
+        // A few compressed bytes may announce a message of many megabytes: its size is
+        // leased from the buffer budget before it is inflated, held while it is handled.
+        let mut _inflated = None;
         let (frame, compressor) = if frame.op_code() == Some(OpCode::Compressed) {
+            let len = crate::wire::decompressed_len(&frame).unwrap_or(0);
+            if len > crate::memory::BUDGETED_ABOVE && len <= self.max_message() {
+                match self.ctx.memory.lease(len, crate::memory::MAX_WAIT).await {
+                    Some(lease) => _inflated = Some(lease),
+                    None => return Box::pin(self.refuse_inflation(&frame, len)).await,
+                }
+            }
             decompress(&frame, self.max_message()).map_err(|e| self.protocol_error(&e))?
         } else {
             (frame, None)

@@ -12,7 +12,7 @@ mod msg;
 mod query;
 mod reply;
 
-pub use compressed::{compress, decompress, Compressor};
+pub use compressed::{compress, decompress, decompressed_len, Compressor};
 pub use frame::{decode_frame, Frame, FrameCodec, FrameReader, GROWTH_STEP};
 pub use header::{Header, OpCode, HEADER_LEN};
 pub use msg::{

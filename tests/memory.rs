@@ -300,3 +300,60 @@ async fn idle_clients_are_closed_at_the_idle_timeout() {
     good.assert_unaffected().await;
     proxy.shutdown().await;
 }
+
+/// A compressed message of 40 bytes that announces 40 MB once inflated: its size is
+/// leased from the buffer budget before anything is inflated. With a 64 MiB budget held
+/// by another client's unfinished 40 MB message, it waits 5 s, is answered with an error
+/// document, and the connection carries on. Before, the proxy allocated the announced
+/// size for every such message, outside the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_messages_lease_their_inflated_size() {
+    let upstream = Secantus::start();
+    let proxy = TestProxy::builder(&upstream.seed_uri())
+        .settings(|s| s.max_buffered_bytes = Some(64 << 20))
+        .start()
+        .await;
+    let good = Bystander::start(proxy.uri(), Duration::from_millis(5));
+    let mut holder = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut start = vec![0u8; 200_000];
+    start[0..4].copy_from_slice(&40_000_000i32.to_le_bytes());
+    start[12..16].copy_from_slice(&2013i32.to_le_bytes());
+    holder.write_all(&start).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while proxy.metric_sum("mongoplex_buffered_bytes", &[]) < 40e6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder's message never leased"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&0i32.to_le_bytes());
+    msg.extend_from_slice(&41i32.to_le_bytes());
+    msg.extend_from_slice(&0i32.to_le_bytes());
+    msg.extend_from_slice(&2012i32.to_le_bytes());
+    msg.extend_from_slice(&2013i32.to_le_bytes());
+    msg.extend_from_slice(&40_000_000i32.to_le_bytes());
+    msg.push(1); // snappy
+    msg.extend_from_slice(&[0x80, 0xb4, 0x89, 0x13, 0x00, 0x01, 0x02]);
+    let len = i32::try_from(msg.len()).unwrap();
+    msg[0..4].copy_from_slice(&len.to_le_bytes());
+    s.write_all(&msg).await.unwrap();
+    let reply = read_frame(&mut s, Duration::from_secs(10)).await;
+    assert_eq!(reply.response_to(), 41);
+    let body = mongoplex::wire::OpMsg::parse(&reply).unwrap().body.to_owned();
+    assert_eq!(body.get_i32("code").ok(), Some(262), "{body:?}");
+    assert!(body.get_str("errmsg").unwrap().contains("budget"), "{body:?}");
+    assert_eq!(
+        proxy.metric_sum("mongoplex_buffer_budget_refusals_total", &[]),
+        1.0
+    );
+    // The connection carries on.
+    let ping = mongoplex::wire::build_msg(42, 0, 0, bson::rawdoc! { "ping": 1, "$db": "admin" }.as_bytes());
+    s.write_all(ping.as_bytes()).await.unwrap();
+    let reply = read_frame(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(reply.response_to(), 42);
+    good.assert_unaffected().await;
+    proxy.shutdown().await;
+}

@@ -43,6 +43,13 @@ impl Compressor {
 
 /// Unwraps an OP_COMPRESSED frame into the original message. `max` bounds the
 /// uncompressed size. Returns the frame and the compressor the peer used (None for noop).
+/// The length an OP_COMPRESSED frame announces for its decompressed message (header
+/// included), read before anything is allocated; `None` if the frame is too short.
+pub fn decompressed_len(frame: &Frame) -> Option<usize> {
+    let size = usize::try_from(read_i32(frame.payload(), 4)?).ok()?;
+    Some(size.saturating_add(HEADER_LEN))
+}
+
 pub fn decompress(frame: &Frame, max: usize) -> Result<(Frame, Option<Compressor>), WireError> {
     let p = frame.payload();
     let original = read_i32(p, 0).ok_or_else(|| WireError::malformed("OP_COMPRESSED", "truncated"))?;
