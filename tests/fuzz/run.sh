@@ -15,7 +15,7 @@ SECS="${1:-60}"
 shift || true
 TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then
-    TARGETS=(frame decompress msg command hello)
+    TARGETS=(frame decompress msg command hello scram)
 fi
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
