@@ -272,3 +272,67 @@ async fn python_node_and_mongosh_run_crud_through_an_authenticated_upstream() {
     assert!(stdout.contains("crud_mongosh: OK"), "{stdout}");
     proxy.shutdown().await;
 }
+
+/// The binary's own logs at debug level, with the password given in the URI: a right
+/// one (logins succeed) and then a wrong one (logins fail, errors logged). Neither
+/// password appears anywhere in what the process printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_reach_the_logs() {
+    const WRONG: &str = "wr0ng-Pw-xyz";
+    let up = AuthSecantus::start(&[("svc", PASSWORD, &[])]).await;
+    for (password, should_work) in [(PASSWORD, true), (WRONG, false)] {
+        let listen = common::peers::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mongoplex"))
+            .args([
+                "--upstream",
+                &up.uri_as("svc", password, "?directConnection=true"),
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--admin",
+                "off",
+                "--log-level",
+                "debug",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let client = mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{listen}/?serverSelectionTimeoutMS=5000&retryWrites=false"
+        ))
+        .await
+        .unwrap();
+        let coll = client.database("authtest").collection::<Document>("logs");
+        let mut worked = false;
+        for _ in 0..50 {
+            match coll.insert_one(doc! {}).await {
+                Ok(_) => {
+                    worked = true;
+                    break;
+                }
+                Err(e) if e.to_string().contains("authentication") => break,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        assert_eq!(
+            worked,
+            should_work,
+            "login with the {} password",
+            if should_work { "right" } else { "wrong" }
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(printed.contains("svc"), "the logs name the user: {printed}");
+        assert!(
+            !printed.contains(password),
+            "the password reached the logs:\n{printed}"
+        );
+    }
+}
