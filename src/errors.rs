@@ -23,6 +23,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for tables that must cover them all.
+    pub const ALL: [ErrorCode; 12] = [
+        Self::InternalError,
+        Self::BadValue,
+        Self::HostUnreachable,
+        Self::ProtocolError,
+        Self::AuthenticationFailed,
+        Self::InvalidOptions,
+        Self::MaxTimeMSExpired,
+        Self::NetworkTimeout,
+        Self::FailedToSatisfyReadPreference,
+        Self::ExceededTimeLimit,
+        Self::UnsupportedOpQueryCommand,
+        Self::CommandNotSupported,
+    ];
+
     pub fn code(self) -> i32 {
         match self {
             Self::InternalError => 1,
@@ -117,21 +133,7 @@ mod tests {
 
     #[test]
     fn proxy_codes_are_named_as_the_server_names_them() {
-        use ErrorCode::*;
-        for c in [
-            InternalError,
-            BadValue,
-            HostUnreachable,
-            ProtocolError,
-            AuthenticationFailed,
-            InvalidOptions,
-            MaxTimeMSExpired,
-            NetworkTimeout,
-            FailedToSatisfyReadPreference,
-            ExceededTimeLimit,
-            UnsupportedOpQueryCommand,
-            CommandNotSupported,
-        ] {
+        for c in ErrorCode::ALL {
             assert_eq!(codes::code_name(c.code()), c.name(), "{c:?}");
         }
     }
