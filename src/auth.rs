@@ -19,7 +19,6 @@ use bson::{rawdoc, spec::BinarySubtype, Binary, RawDocument, RawDocumentBuf};
 
 use crate::config::uri::Secret;
 use crate::upstream::{UpstreamConn, UpstreamError};
-use crate::wire::{build_msg, OpMsg};
 use scram::{ClientFirst, Keys, Mechanism, ScramError};
 
 /// What one key derivation depends on besides the password: mechanism, salt, iterations.
@@ -252,13 +251,7 @@ async fn command(
     db: &str,
 ) -> Result<RawDocumentBuf, UpstreamError> {
     body.append(bson::cstr!("$db"), db);
-    let mut req = build_msg(0, 0, 0, body.as_bytes());
-    let reply = conn.round_trip(&mut req).await?;
-    let msg = OpMsg::parse(&reply).map_err(|source| UpstreamError::Protocol {
-        address: conn.address.clone(),
-        source,
-    })?;
-    Ok(msg.body.to_owned())
+    conn.command(body).await
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use super::Topology;
 use crate::address::ServerAddress;
 use crate::upstream::{ConnectOptions, UpstreamConn, UpstreamError};
-use crate::wire::{build_msg, OpMsg};
 
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// The longest a waited-for down member goes unchecked, jitter included.
@@ -226,13 +225,8 @@ async fn stream_task(
 }
 
 async fn hello_on(conn: &mut UpstreamConn, body: &RawDocumentBuf) -> Result<Document, UpstreamError> {
-    let mut req = build_msg(0, 0, 0, body.as_bytes());
-    let reply = conn.round_trip(&mut req).await?;
-    let msg = OpMsg::parse(&reply).map_err(|source| UpstreamError::Protocol {
-        address: conn.address.clone(),
-        source,
-    })?;
-    Document::try_from(msg.body).map_err(|e| UpstreamError::Handshake {
+    let reply = conn.command(body).await?;
+    Document::try_from(reply.as_ref()).map_err(|e| UpstreamError::Handshake {
         address: conn.address.clone(),
         why: e.to_string(),
     })

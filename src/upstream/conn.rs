@@ -368,6 +368,17 @@ impl UpstreamConn {
         }
     }
 
+    /// Runs one command (`body` with its `$db`) and returns the reply's body.
+    pub async fn command(&mut self, body: &bson::RawDocument) -> Result<RawDocumentBuf, UpstreamError> {
+        let mut req = build_msg(0, 0, 0, body.as_bytes());
+        let reply = self.round_trip(&mut req).await?;
+        let msg = OpMsg::parse(&reply).map_err(|source| UpstreamError::Protocol {
+            address: self.address.clone(),
+            source,
+        })?;
+        Ok(msg.body.to_owned())
+    }
+
     /// Sends a request and waits for its reply.
     pub async fn round_trip(&mut self, frame: &mut Frame) -> Result<Frame, UpstreamError> {
         self.send(frame, true).await?;
