@@ -207,32 +207,40 @@ impl Session {
         max: usize,
         deadline: std::time::Duration,
     ) -> Result<(), End> {
-        self.ctx.metrics.buffer_budget_refusals.inc();
-        tracing::warn!(parent: &self.span, error = %e, "refusing a large message: buffer budget spent");
+        let err = self.budget_refusal(e, "refusing a large message: buffer budget spent");
         match self.reader.discard_message(&mut self.io, max, deadline).await {
             Ok(true) => {}
             Ok(false) => return Err(End::ClientClosed),
             Err(WireError::Io(_)) => return Err(End::Io),
             Err(e) => return Err(self.protocol_error(&e)),
         }
-        let err = ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string());
         self.reply_error(request_id, &err, None).await
     }
 
-    /// A compressed message whose inflated size found no room in the buffer budget: an
-    /// error, and the connection carries on (the compressed bytes were read whole).
-    async fn refuse_inflation(&mut self, frame: &Frame, len: usize) -> Result<(), End> {
-        self.ctx.metrics.buffer_budget_refusals.inc();
-        let limit = self.ctx.memory.limit();
+    /// A compressed message whose inflated size found no room in the buffer budget after
+    /// waiting `waited`: an error, and the connection carries on (the compressed bytes
+    /// were read whole).
+    async fn refuse_inflation(
+        &mut self,
+        frame: &Frame,
+        len: usize,
+        waited: std::time::Duration,
+    ) -> Result<(), End> {
         let e = WireError::OverBudget {
             len,
-            limit,
-            waited_ms: crate::memory::MAX_WAIT.as_millis(),
+            limit: self.ctx.memory.limit(),
+            waited_ms: waited.as_millis(),
             request_id: frame.request_id(),
         };
-        tracing::warn!(parent: &self.span, error = %e, "refusing a compressed message: buffer budget spent");
-        let err = ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string());
+        let err = self.budget_refusal(&e, "refusing a compressed message: buffer budget spent");
         self.reply_error(frame.request_id(), &err, None).await
+    }
+
+    /// Counts and logs a refusal for the buffer budget; the error document for it.
+    fn budget_refusal(&self, e: &WireError, what: &'static str) -> ProxyError {
+        self.ctx.metrics.buffer_budget_refusals.inc();
+        tracing::warn!(parent: &self.span, error = %e, "{what}");
+        ProxyError::new(ErrorCode::ExceededTimeLimit, e.to_string())
     }
 
     fn protocol_error(&self, e: &WireError) -> End {
@@ -250,9 +258,10 @@ impl Session {
         let (frame, compressor) = if frame.op_code() == Some(OpCode::Compressed) {
             let len = crate::wire::decompressed_len(&frame).unwrap_or(0);
             if len > crate::memory::BUDGETED_ABOVE && len <= self.max_message() {
+                let waiting = Instant::now();
                 match self.ctx.memory.lease(len, crate::memory::MAX_WAIT).await {
                     Some(lease) => _inflated = Some(lease),
-                    None => return Box::pin(self.refuse_inflation(&frame, len)).await,
+                    None => return Box::pin(self.refuse_inflation(&frame, len, waiting.elapsed())).await,
                 }
             }
             decompress(&frame, self.max_message()).map_err(|e| self.protocol_error(&e))?
