@@ -1,10 +1,13 @@
-//! Authentication to the upstream, per the auth spec: SCRAM-SHA-256 and SCRAM-SHA-1 on
-//! every pooled connection, right after its hello; monitoring connections never
-//! authenticate.
+//! Authentication to the upstream, per the auth spec: SCRAM-SHA-256, SCRAM-SHA-1 or
+//! MONGODB-X509 on every pooled connection, right after its hello; monitoring
+//! connections never authenticate.
 //!
-//! - The connection's hello carries `speculativeAuthenticate` (the client-first
-//!   message), so a server that answers it saves a round trip, and, when no mechanism
-//!   was configured, `saslSupportedMechs` to choose one (SHA-256 when listed).
+//! - The connection's hello carries `speculativeAuthenticate` (SCRAM's client-first
+//!   message, or X.509's whole `authenticate` command), so a server that answers it
+//!   saves a round trip, and, when no mechanism was configured, `saslSupportedMechs` to
+//!   choose one (SHA-256 when listed).
+//! - X.509 has no secret of its own here: the credential is the TLS client certificate
+//!   (`tlsCertificateKeyFile`), which the TLS layer presents.
 //! - PBKDF2 runs once per credential, salt and iteration count: the derived keys are
 //!   cached in the [`UpstreamCredential`], so a connection storm costs two HMACs per
 //!   connection, not 15,000 hash rounds.
@@ -24,14 +27,25 @@ use scram::{ClientFirst, Keys, Mechanism, ScramError};
 /// What one key derivation depends on besides the password: mechanism, salt, iterations.
 type KeyId = (Mechanism, Vec<u8>, u32);
 
+/// How the proxy proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// SCRAM with this mechanism; `None`: negotiated per server with `saslSupportedMechs`.
+    Scram(Option<Mechanism>),
+    /// MONGODB-X509: the TLS client certificate is the credential.
+    X509,
+}
+
 /// Who the proxy logs in as upstream, with the keys derived so far.
 pub struct UpstreamCredential {
-    pub username: String,
-    /// The authentication database (`authSource`, default "admin").
+    /// `None` only for X.509 without a user in the URI: the server then takes the
+    /// certificate's subject.
+    pub username: Option<String>,
+    /// The authentication database (`authSource`: default "admin", "$external" for X.509).
     pub source: String,
-    /// `None`: negotiated per server with `saslSupportedMechs`.
-    pub mechanism: Option<Mechanism>,
-    password: Secret,
+    pub method: Method,
+    /// SCRAM only.
+    password: Option<Secret>,
     keys: Mutex<HashMap<KeyId, Keys>>,
 }
 
@@ -40,23 +54,35 @@ impl std::fmt::Debug for UpstreamCredential {
         f.debug_struct("UpstreamCredential")
             .field("username", &self.username)
             .field("source", &self.source)
-            .field("mechanism", &self.mechanism)
+            .field("method", &self.method)
             .finish_non_exhaustive()
     }
 }
 
 impl UpstreamCredential {
-    pub fn new(
+    pub fn scram(
         username: String,
         source: String,
         mechanism: Option<Mechanism>,
         password: Secret,
     ) -> Arc<Self> {
         Arc::new(Self {
-            username,
+            username: Some(username),
             source,
-            mechanism,
-            password,
+            method: Method::Scram(mechanism),
+            password: Some(password),
+            keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// X.509 as `username` (the certificate's subject, RFC 4514), or as whatever subject
+    /// the certificate has when `None`.
+    pub fn x509(username: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            username,
+            source: "$external".to_owned(),
+            method: Method::X509,
+            password: None,
             keys: Mutex::new(HashMap::new()),
         })
     }
@@ -71,7 +97,8 @@ impl UpstreamCredential {
         if let Some(k) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(k.clone());
         }
-        let prepared = m.prepare_password(&self.username, self.password.expose())?;
+        let password = self.password.as_ref().map_or("", Secret::expose);
+        let prepared = m.prepare_password(self.name(), password)?;
         let keys = Keys::derive(m, &prepared, salt, iterations);
         self.keys
             .lock()
@@ -80,33 +107,62 @@ impl UpstreamCredential {
         Ok(keys)
     }
 
-    /// `db.user`, as `saslSupportedMechs` names a user.
-    fn qualified(&self) -> String {
-        format!("{}.{}", self.source, self.username)
+    fn name(&self) -> &str {
+        self.username.as_deref().unwrap_or("")
+    }
+
+    /// `db.user`, as `saslSupportedMechs` names a user (and as logs and `/ready` do).
+    pub fn qualified(&self) -> String {
+        match &self.username {
+            Some(user) => format!("{}.{user}", self.source),
+            None => format!("{}.<subject of tlsCertificateKeyFile>", self.source),
+        }
     }
 }
 
-/// What the hello of an authenticating connection adds, and the conversation it began.
+/// What the hello of an authenticating connection adds, and the conversation it began
+/// (`None` for X.509, which is one command).
 pub struct HelloAuth {
     pub fields: RawDocumentBuf,
-    first: ClientFirst,
+    first: Option<ClientFirst>,
 }
 
 /// The fields for the connection's hello: `saslSupportedMechs` when the mechanism is
 /// negotiated, and `speculativeAuthenticate` with the configured mechanism (SHA-256
 /// when negotiated, as the spec says).
 pub fn hello_fields(cred: &UpstreamCredential) -> HelloAuth {
-    let mechanism = cred.mechanism.unwrap_or(Mechanism::Sha256);
-    let first = ClientFirst::new(mechanism, &cred.username, &nonce());
     let mut fields = RawDocumentBuf::new();
-    if cred.mechanism.is_none() {
-        fields.append(bson::cstr!("saslSupportedMechs"), cred.qualified());
-    }
+    let mechanism = match cred.method {
+        Method::X509 => {
+            let mut cmd = x509_authenticate(cred);
+            cmd.append(bson::cstr!("db"), cred.source.as_str());
+            fields.append(bson::cstr!("speculativeAuthenticate"), cmd);
+            return HelloAuth { fields, first: None };
+        }
+        Method::Scram(None) => {
+            fields.append(bson::cstr!("saslSupportedMechs"), cred.qualified());
+            Mechanism::Sha256
+        }
+        Method::Scram(Some(m)) => m,
+    };
+    let first = ClientFirst::new(mechanism, cred.name(), &nonce());
     fields.append(
         bson::cstr!("speculativeAuthenticate"),
         sasl_start(&first, &cred.source),
     );
-    HelloAuth { fields, first }
+    HelloAuth {
+        fields,
+        first: Some(first),
+    }
+}
+
+/// X.509's one command: the user is optional (the server reads the certificate).
+fn x509_authenticate(cred: &UpstreamCredential) -> RawDocumentBuf {
+    let mut cmd = rawdoc! { "authenticate": 1, "mechanism": "MONGODB-X509" };
+    if let Some(user) = &cred.username {
+        cmd.append(bson::cstr!("user"), user.as_str());
+    }
+    cmd
 }
 
 fn nonce() -> String {
@@ -131,7 +187,7 @@ fn sasl_start(first: &ClientFirst, db: &str) -> RawDocumentBuf {
     }
 }
 
-/// The mechanism for a server whose hello answered `saslSupportedMechs` with `listed`.
+/// The SCRAM mechanism for a server whose hello answered `saslSupportedMechs` with `listed`.
 pub fn negotiate(configured: Option<Mechanism>, listed: &[String]) -> Mechanism {
     configured.unwrap_or(if listed.iter().any(|m| m == Mechanism::Sha256.name()) {
         Mechanism::Sha256
@@ -153,18 +209,22 @@ pub async fn authenticate(
         user: cred.qualified(),
         why,
     };
-    // A server that answered the speculative saslStart has begun that conversation,
-    // unless the user has no credential for its mechanism (negotiated: SHA-1 only).
-    let mechanism = negotiate(cred.mechanism, &listed(hello));
     let speculative = hello
         .get_document("speculativeAuthenticate")
         .ok()
-        .filter(|r| check_ok(r).is_ok() && begun.first.mechanism == mechanism);
-    let saved_round_trip = speculative.is_some();
-    let (first, mut reply) = match speculative {
-        Some(reply) => (begun.first, reply.to_owned()),
-        None => {
-            let first = ClientFirst::new(mechanism, &cred.username, &nonce());
+        .filter(|r| check_ok(r).is_ok());
+    let configured = match cred.method {
+        Method::X509 => return x509(conn, cred, speculative.is_some()).await.map_err(fail),
+        Method::Scram(m) => m,
+    };
+    // A server that answered the speculative saslStart has begun that conversation,
+    // unless the user has no credential for its mechanism (negotiated: SHA-1 only).
+    let mechanism = negotiate(configured, &listed(hello));
+    let begun = begun.first.filter(|f| f.mechanism == mechanism);
+    let (first, mut reply) = match (speculative, begun) {
+        (Some(reply), Some(first)) => (first, reply.to_owned()),
+        _ => {
+            let first = ClientFirst::new(mechanism, cred.name(), &nonce());
             let mut cmd = sasl_start(&first, &cred.source);
             let reply = command(conn, &mut cmd, &cred.source).await?;
             (first, reply)
@@ -208,7 +268,27 @@ pub async fn authenticate(
         member = %address,
         user = %cred.qualified(),
         mechanism = first.mechanism.name(),
-        speculative = saved_round_trip,
+        speculative = speculative.is_some(),
+        "authenticated upstream connection"
+    );
+    Ok(())
+}
+
+/// X.509 is done when the server answered the speculative `authenticate` in the hello;
+/// otherwise it is the same command on its own.
+async fn x509(conn: &mut UpstreamConn, cred: &UpstreamCredential, speculative: bool) -> Result<(), String> {
+    if !speculative {
+        let mut cmd = x509_authenticate(cred);
+        let reply = command(conn, &mut cmd, &cred.source)
+            .await
+            .map_err(|e| e.to_string())?;
+        check_ok(&reply)?;
+    }
+    tracing::debug!(
+        member = %conn.address,
+        user = %cred.qualified(),
+        mechanism = "MONGODB-X509",
+        speculative,
         "authenticated upstream connection"
     );
     Ok(())
@@ -275,7 +355,7 @@ mod tests {
 
     #[test]
     fn keys_are_derived_once_per_salt_and_count() {
-        let cred = UpstreamCredential::new("u".into(), "admin".into(), None, Secret::new("hunter2"));
+        let cred = UpstreamCredential::scram("u".into(), "admin".into(), None, Secret::new("hunter2"));
         let a = cred.keys_for(Mechanism::Sha256, b"salt", 4096).unwrap();
         let b = cred.keys_for(Mechanism::Sha256, b"salt", 4096).unwrap();
         assert_eq!(a, b);
@@ -285,5 +365,33 @@ mod tests {
         assert_eq!(cred.derivations(), 3);
         let debug = format!("{cred:?} {a:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    /// X.509 speculates with its whole command on `$external`, and names the user only
+    /// when the URI does; SCRAM asks for the user's mechanisms only when negotiating.
+    #[test]
+    fn hello_fields_per_method() {
+        let fields = |c: &UpstreamCredential| {
+            let f = hello_fields(c).fields;
+            let spec = f.get_document("speculativeAuthenticate").unwrap().to_owned();
+            (f.get_str("saslSupportedMechs").ok().map(str::to_owned), spec)
+        };
+        let (mechs, spec) = fields(&UpstreamCredential::x509(None));
+        assert_eq!(mechs, None);
+        assert_eq!(
+            spec,
+            rawdoc! { "authenticate": 1, "mechanism": "MONGODB-X509", "db": "$external" }
+        );
+        let (_, spec) = fields(&UpstreamCredential::x509(Some("CN=a".into())));
+        assert_eq!(spec.get_str("user").unwrap(), "CN=a");
+        let negotiated = UpstreamCredential::scram("u".into(), "db".into(), None, Secret::new("p"));
+        let (mechs, spec) = fields(&negotiated);
+        assert_eq!(mechs.as_deref(), Some("db.u"));
+        assert_eq!(spec.get_str("mechanism").unwrap(), "SCRAM-SHA-256");
+        let named =
+            UpstreamCredential::scram("u".into(), "db".into(), Some(Mechanism::Sha1), Secret::new("p"));
+        let (mechs, spec) = fields(&named);
+        assert_eq!(mechs, None);
+        assert_eq!(spec.get_str("mechanism").unwrap(), "SCRAM-SHA-1");
     }
 }

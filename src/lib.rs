@@ -20,7 +20,7 @@
 //! 5. [`topology`] selects a member (monitors per member feed it; the pure SDAM state
 //!    machine and selection rules live in [`sdam`]), and that member's [`pool`] hands out
 //!    an [`upstream`] connection, FIFO, bounded by waitQueueTimeoutMS; a new one logs in
-//!    with the proxy's credential ([`auth`], SCRAM).
+//!    with the proxy's credential ([`auth`], SCRAM or X.509).
 //! 6. The request's bytes go upstream with a new requestID; the reply comes back, the
 //!    connection is checked in (on drop), pins are updated, state-change errors are
 //!    reported to the topology, and the reply is written with the client's responseTo.

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -177,15 +176,6 @@ async fn counting_relay(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, count)
 }
 
-fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A wrong password: clients get an error naming authentication and the user at once
 /// (not after serverSelectionTimeoutMS), `/ready` says why, the password appears
 /// nowhere, and over 10 s of clients retrying the server sees a handful of logins, not
@@ -229,8 +219,8 @@ async fn a_wrong_password_fails_fast_says_why_and_backs_off() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let logins = connections.load(Ordering::Relaxed) - monitor_connections;
-    let ready = admin_get(proxy.admin.unwrap(), "/ready");
-    let status = admin_get(proxy.admin.unwrap(), "/status");
+    let ready = proxy.admin_get("/ready");
+    let status = proxy.admin_get("/status");
     let metrics = proxy.metrics_text();
     println!("FIGURE wrong password: {attempts} client attempts in 10 s, slowest {slowest:?}, {logins} login connections");
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");

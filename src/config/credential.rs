@@ -62,10 +62,12 @@ pub fn resolve(cs: &ConnectionString, s: &Settings) -> Result<Option<Arc<Upstrea
         None => None,
         Some(AuthMechanism::ScramSha256) => Some(Mechanism::Sha256),
         Some(AuthMechanism::ScramSha1) => Some(Mechanism::Sha1),
+        Some(AuthMechanism::MongoDbX509) => return x509(cs, cred.username.clone(), password.is_some()),
         Some(other) => {
             return Err(format!(
-            "authMechanism {other}: mongoplex authenticates upstream with SCRAM-SHA-256 or SCRAM-SHA-1 only"
-        ))
+                "authMechanism {other}: mongoplex authenticates upstream with SCRAM-SHA-256, \
+                 SCRAM-SHA-1 or MONGODB-X509 only"
+            ))
         }
     };
     let username = cred
@@ -78,12 +80,34 @@ pub fn resolve(cs: &ConnectionString, s: &Settings) -> Result<Option<Arc<Upstrea
              upstream_password_file, or in MONGOPLEX_UPSTREAM_PASSWORD"
         )
     })?;
-    Ok(Some(UpstreamCredential::new(
+    Ok(Some(UpstreamCredential::scram(
         username,
         cred.source_or_default().to_owned(),
         mechanism,
         password,
     )))
+}
+
+/// X.509 needs the certificate it proves itself with, and no password: one configured
+/// apart would be ignored, so it is refused.
+fn x509(
+    cs: &ConnectionString,
+    username: Option<String>,
+    password_given: bool,
+) -> Result<Option<Arc<UpstreamCredential>>, String> {
+    if password_given {
+        return Err(
+            "authMechanism MONGODB-X509 takes no password, but one is configured \
+                    (upstream_password_file or MONGOPLEX_UPSTREAM_PASSWORD)"
+                .into(),
+        );
+    }
+    if !cs.tls_enabled() || cs.options.tls_certificate_key_file.is_none() {
+        return Err("authMechanism MONGODB-X509 needs TLS with a client certificate: \
+                    add tls=true&tlsCertificateKeyFile=/path/to/client.pem"
+            .into());
+    }
+    Ok(Some(UpstreamCredential::x509(username)))
 }
 
 fn read_password(path: &std::path::Path) -> Result<Secret, String> {
@@ -99,6 +123,7 @@ fn read_password(path: &std::path::Path) -> Result<Secret, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Method;
 
     fn resolve_with(uri: &str, s: &Settings) -> Result<Option<Arc<UpstreamCredential>>, String> {
         match parse_upstream(uri, s) {
@@ -115,8 +140,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (c.username.as_str(), c.source.as_str(), c.mechanism),
-            ("u", "db", None)
+            (c.username.as_deref(), c.source.as_str(), c.method),
+            (Some("u"), "db", Method::Scram(None))
         );
         let e = resolve_with("mongodb://u@h/?authMechanism=SCRAM-SHA-1", &none).map(|_| ());
         assert!(
@@ -132,7 +157,7 @@ mod tests {
         let c = resolve_with("mongodb://u@h/?authMechanism=SCRAM-SHA-1", &env)
             .unwrap()
             .unwrap();
-        assert_eq!(c.mechanism, Some(Mechanism::Sha1));
+        assert_eq!(c.method, Method::Scram(Some(Mechanism::Sha1)));
         assert_eq!(
             with_stand_in_password("mongodb://u@h:1,g/x?y=@"),
             "mongodb://u:-@h:1,g/x?y=@"
@@ -146,5 +171,34 @@ mod tests {
         };
         let e = resolve_with("mongodb://u@h/", &missing).map(|_| ()).unwrap_err();
         assert!(e.contains("/nonexistent/pw"), "{e}");
+    }
+
+    #[test]
+    fn x509_needs_a_client_certificate_and_no_password() {
+        let none = Settings::default();
+        let x509 = "authMechanism=MONGODB-X509";
+        let uri = format!("mongodb://h/?tls=true&tlsCertificateKeyFile=/c.pem&{x509}");
+        let c = resolve_with(&uri, &none).unwrap().unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.source.as_str(), c.method),
+            (None, "$external", Method::X509)
+        );
+        let uri = format!("mongodb://CN%3Dsvc%2CO%3Dt@h/?tls=true&tlsCertificateKeyFile=/c.pem&{x509}");
+        let c = resolve_with(&uri, &none).unwrap().unwrap();
+        assert_eq!(c.username.as_deref(), Some("CN=svc,O=t"));
+        for uri in [
+            format!("mongodb://h/?{x509}"),
+            format!("mongodb://h/?tls=true&{x509}"),
+        ] {
+            let e = resolve_with(&uri, &none).map(|_| ()).unwrap_err();
+            assert!(e.contains("tlsCertificateKeyFile"), "{uri}: {e}");
+        }
+        let env = Settings {
+            upstream_password: Some(Secret::new("from-env")),
+            ..Settings::default()
+        };
+        let uri = format!("mongodb://h/?tls=true&tlsCertificateKeyFile=/c.pem&{x509}");
+        let e = resolve_with(&uri, &env).map(|_| ()).unwrap_err();
+        assert!(e.contains("takes no password"), "{e}");
     }
 }

@@ -38,15 +38,15 @@ const TABLE: &[(&str, Support)] = &[
         "authMechanism",
         OnlyDefault(
             |o| {
-                use super::uri::AuthMechanism::{ScramSha1, ScramSha256};
-                matches!(o.auth_mechanism, Some(ScramSha1 | ScramSha256))
+                use super::uri::AuthMechanism::{MongoDbX509, ScramSha1, ScramSha256};
+                matches!(o.auth_mechanism, Some(ScramSha1 | ScramSha256 | MongoDbX509))
             },
-            "mongoplex authenticates upstream with SCRAM-SHA-256 or SCRAM-SHA-1 only",
+            "mongoplex authenticates upstream with SCRAM-SHA-256, SCRAM-SHA-1 or MONGODB-X509 only",
         ),
     ),
     (
         "authMechanismProperties",
-        Refused("SCRAM takes no mechanism properties"),
+        Refused("SCRAM and X.509 take no mechanism properties"),
     ),
     ("authSource", Honoured),
     ("compressors", Refused(NO_COMPRESSION)),
@@ -280,8 +280,9 @@ mod tests {
                 None,
             ),
             ("mongodb://alice@h/", None),
+            ("mongodb://h/?authMechanism=MONGODB-X509", None),
             (
-                "mongodb://h/?authMechanism=MONGODB-X509",
+                "mongodb://h/?authMechanism=MONGODB-AWS",
                 Some("\"authMechanism\""),
             ),
             ("mongodb://a:b@h/?authMechanism=PLAIN", Some("\"authMechanism\"")),

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use mongodb::bson::doc;
+use mongodb::bson::{doc, Document};
 
 use super::peers::{unique_temp_dir, Secantus};
 
@@ -27,6 +27,13 @@ impl Drop for AuthSecantus {
 impl AuthSecantus {
     /// A server with `--auth` whose admin database holds `users`, each with root.
     pub async fn start(users: &[User<'_>]) -> Self {
+        Self::start_with(users, &[], &[]).await
+    }
+
+    /// Like [`AuthSecantus::start`], with `commands` run (each on its database) before
+    /// `--auth` is turned on, and `restart` flags for the server with `--auth`: TLS
+    /// flags (`--tls-*`) make it a TLS server.
+    pub async fn start_with(users: &[User<'_>], commands: &[(&str, Document)], restart: &[&str]) -> Self {
         let data = unique_temp_dir("secantus-auth");
         let store = data.join("store");
         let store_arg = store.to_str().unwrap().to_owned();
@@ -44,10 +51,23 @@ impl AuthSecantus {
                     .await
                     .expect("createUser");
             }
+            for (db, cmd) in commands {
+                client
+                    .database(db)
+                    .run_command(cmd.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+            }
         }
         setup.terminate();
         drop(setup);
-        let server = Secantus::start_with_args(&["--storage-path", &store_arg, "--auth"]);
+        let mut args = vec!["--storage-path", &store_arg, "--auth"];
+        args.extend_from_slice(restart);
+        let server = if restart.iter().any(|a| a.starts_with("--tls")) {
+            Secantus::start_tls(&args)
+        } else {
+            Secantus::start_with_args(&args)
+        };
         Self { server, data }
     }
 

@@ -7,5 +7,6 @@ pub mod auth;
 pub mod bystander;
 pub mod failpoint;
 pub mod peers;
+pub mod pki;
 pub mod proxy;
 pub mod replset;

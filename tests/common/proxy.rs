@@ -66,6 +66,18 @@ impl TestProxy {
         String::from_utf8(buf).expect("utf8")
     }
 
+    /// The whole HTTP response (status line, headers, body) to `GET path` on the admin port.
+    pub fn admin_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let admin = self.admin.expect("the admin listener is on");
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
     /// Sum of a metric's samples whose line contains every one of `matchers`.
     pub fn metric_sum(&self, name: &str, matchers: &[&str]) -> f64 {
         self.metrics_text()
