@@ -309,13 +309,38 @@ pub fn redact(uri: &str) -> String {
         return uri.to_string();
     };
     let hosts_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..hosts_end].rfind('@') {
+    let rest = match rest[..hosts_end].rfind('@') {
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+            format!("{user}:***@{}", &rest[at + 1..])
         }
-        None => uri.to_string(),
+        None => rest.to_string(),
+    };
+    match rest.split_once('?') {
+        Some((path, query)) => format!("{scheme}://{path}?{}", redact_query(query)),
+        None => format!("{scheme}://{rest}"),
     }
+}
+
+/// URI options whose values are, or may hold, secrets: `authMechanismProperties` can
+/// carry AWS_SESSION_TOKEN.
+const SECRET_OPTIONS: &[&str] = &[
+    "authMechanismProperties",
+    "proxyPassword",
+    "tlsCertificateKeyFilePassword",
+];
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if SECRET_OPTIONS.iter().any(|s| s.eq_ignore_ascii_case(key)) => {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]

@@ -118,6 +118,27 @@ fn layers_file_env_cli() {
 fn redacts_passwords() {
     assert_eq!(redact("mongodb://u:secret@h:1/db"), "mongodb://u:***@h:1/db");
     assert_eq!(redact("mongodb://h:1/db"), "mongodb://h:1/db");
+    let table = [
+        (
+            "mongodb://h/?proxyPassword=s&w=1",
+            "mongodb://h/?proxyPassword=***&w=1",
+        ),
+        (
+            "mongodb://u:p@h/?tlsCertificateKeyFilePassword=s",
+            "mongodb://u:***@h/?tlsCertificateKeyFilePassword=***",
+        ),
+        (
+            "mongodb://h/?authmechanismproperties=AWS_SESSION_TOKEN:s",
+            "mongodb://h/?authmechanismproperties=***",
+        ),
+        (
+            "mongodb+srv://c.example.net/?tls=true",
+            "mongodb+srv://c.example.net/?tls=true",
+        ),
+    ];
+    for (uri, want) in table {
+        assert_eq!(redact(uri), want, "{uri}");
+    }
 }
 
 #[test]
