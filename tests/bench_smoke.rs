@@ -81,6 +81,7 @@ fn harness_produces_every_figure() {
         "200",
         "--storm-pool-size",
         "4",
+        "--tls",
         "--work-dir",
         &work,
         "--json",
@@ -167,8 +168,27 @@ fn harness_produces_every_figure() {
         positive("instructions per request", c.instructions_per_request);
         assert!(!c.top_inclusive.is_empty(), "no callgrind_annotate entries");
     }
+    let tls = r.tls.as_ref().expect("TLS figures");
+    assert_eq!(tls.summary.len(), 4, "ping and find_one x 2 task counts");
+    for s in &tls.summary {
+        positive("direct TLS ops/s", s.direct_tls_ops_per_sec);
+        positive("proxied TLS ops/s", s.proxied_tls_ops_per_sec);
+        positive("TLS ratio", s.ratio);
+    }
+    assert_eq!(tls.connect.len(), 4, "plaintext, SCRAM, TLS, TLS + SCRAM");
+    for c in &tls.connect {
+        positive(
+            &format!("{}: CPU per connection", c.kind),
+            c.cpu_us_per_connection,
+        );
+        positive(
+            &format!("{}: wall per connection", c.kind),
+            c.wall_us_per_connection,
+        );
+    }
     assert_eq!(r.targets.len(), 7);
     let report = harness::report::markdown(&r);
+    assert!(report.contains("TLS + SCRAM-SHA-256"), "{report}");
     assert!(
         report.contains("### Targets") && report.contains("| ping | 4 |"),
         "{report}"

@@ -42,7 +42,7 @@ pub async fn run(opts: &Options, bin: &Path, upstream: SocketAddr, dir: &Path) -
     }
     let spec = ProxySpec {
         bin,
-        upstream,
+        upstream: format!("mongodb://{upstream}/"),
         max_pool_size: None,
         env: Vec::new(),
         wrapper: vec![

@@ -7,6 +7,8 @@
 //! - `scale.rs`: 10k idle connections and the 5k connection storm, on raw sockets
 //!   speaking hand-encoded OP_MSG (`wire.rs`).
 //! - `callgrind.rs`: instructions per proxied request under valgrind.
+//! - `tls.rs`: TLS and SCRAM on the upstream leg (the Python SecantusDB: the Rust one
+//!   has no TLS), and the cost of establishing one upstream connection.
 //! - `procs.rs`: the processes, and what is read from `/proc` and the admin endpoint.
 //! - `report.rs`: medians, targets, the markdown tables and the JSON.
 //!
@@ -22,6 +24,7 @@ pub mod load;
 pub mod procs;
 pub mod report;
 pub mod scale;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -89,7 +92,11 @@ pub struct Options {
     /// the direct runs) or `unix` (a unix socket, the cheaper leg a sidecar can offer).
     #[arg(long, value_parser = ["tcp", "unix"], default_value = "tcp")]
     pub client_socket: String,
-    /// Everything: throughput, --scale and --callgrind.
+    /// TLS and SCRAM upstream: proxied-TLS ÷ direct-TLS, proxy CPU per request with and
+    /// without TLS, and the cost of one upstream connection (on the Python SecantusDB).
+    #[arg(long)]
+    pub tls: bool,
+    /// Everything: throughput, --scale, --callgrind and --tls.
     #[arg(long)]
     pub all: bool,
     /// Use this running server (HOST:PORT) instead of starting secantusd-rs.
@@ -124,6 +131,9 @@ impl Options {
     }
     fn callgrind_on(&self) -> bool {
         self.callgrind || self.all
+    }
+    fn tls_on(&self) -> bool {
+        self.tls || self.all
     }
     fn proxy_bin(&self) -> PathBuf {
         self.proxy_bin
@@ -194,6 +204,7 @@ pub struct Results {
     pub idle: Option<scale::IdleResult>,
     pub storm: Option<scale::StormResult>,
     pub callgrind: Vec<callgrind::CallgrindResult>,
+    pub tls: Option<tls::TlsResult>,
     pub targets: Vec<report::Target>,
 }
 
@@ -243,6 +254,7 @@ async fn run_async(opts: &Options) -> Res<Results> {
         idle: None,
         storm: None,
         callgrind: Vec::new(),
+        tls: None,
         targets: Vec::new(),
     };
     if opts.throughput() {
@@ -273,6 +285,9 @@ async fn run_async(opts: &Options) -> Res<Results> {
     if opts.callgrind_on() {
         results.callgrind = callgrind::run(opts, &proxy_bin, upstream.addr, &dir).await?;
     }
+    if opts.tls_on() {
+        results.tls = Some(tls::run(opts, &proxy_bin, &dir).await?);
+    }
     results.targets = report::targets(&results);
     Ok(results)
 }
@@ -288,7 +303,7 @@ pub async fn start_proxy(
 ) -> Res<ProxyProc> {
     let spec = ProxySpec {
         bin,
-        upstream,
+        upstream: format!("mongodb://{upstream}/"),
         max_pool_size,
         env,
         wrapper: Vec::new(),

@@ -41,6 +41,23 @@ impl Proc {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits up to 10 s for the exit (SecantusDB flushes a store on disk
+    /// then); SIGKILL after that.
+    pub fn terminate(&mut self) -> Res<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Errors out, quoting the log, if the process has exited.
     pub fn check_alive(&mut self) -> Res<()> {
         match self.child.try_wait()? {
@@ -167,7 +184,8 @@ pub fn secantus_binary(explicit: Option<&Path>) -> Res<PathBuf> {
 /// What a proxy process is started with.
 pub struct ProxySpec<'a> {
     pub bin: &'a Path,
-    pub upstream: SocketAddr,
+    /// The upstream connection string.
+    pub upstream: String,
     pub max_pool_size: Option<u64>,
     pub env: Vec<(&'static str, String)>,
     /// Run under this command line (e.g. valgrind and its flags), the proxy appended.
@@ -199,7 +217,7 @@ impl ProxyProc {
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--upstream")
-            .arg(format!("mongodb://{}/", spec.upstream))
+            .arg(&spec.upstream)
             .arg("--admin")
             .arg(admin.to_string())
             // A RUST_LOG meant for the harness must not change what the proxy does.

@@ -319,6 +319,9 @@ pub fn markdown(r: &Results) -> String {
         }
         let _ = writeln!(o);
     }
+    if let Some(t) = &r.tls {
+        super::tls::markdown(&mut o, t);
+    }
     let _ = writeln!(
         o,
         "### Targets\n\n| target | goal | measured | status |\n|---|---|---|---|"
