@@ -47,6 +47,9 @@ fn printed(out: &Output) -> String {
     )
 }
 
+/// Upstream URI, extra flags, environment, what the message must name.
+type Case<'a> = (String, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Each refused configuration exits 2 with a message that names the problem, and none
 /// of them prints the secret.
 #[test]
@@ -63,8 +66,7 @@ fn start_up_errors_never_print_a_secret() {
     .unwrap();
     let file_cfg = file_cfg.to_str().unwrap().to_owned();
     let x509 = "tls=true&tlsCertificateKeyFile=/nonexistent.pem&authMechanism=MONGODB-X509";
-    // (upstream URI, extra flags, environment, what the message must name)
-    let table: Vec<(String, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let table: Vec<Case> = vec![
         (format!("mongodb://u:{SECRET}@h:1/?tsl=true"), vec![], vec![], "tsl"),
         (format!("mongodb://u:{SECRET}@h:1/?maxPoolSize=lots"), vec![], vec![], "maxPoolSize"),
         (format!("mongodb://u:{SECRET}@h:1/mydb"), vec![], vec![], "/mydb"),
