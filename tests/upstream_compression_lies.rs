@@ -5,6 +5,9 @@
 //! protocol error on a discarded connection, counted by kind, never a panic. The real
 //! compressed leg is tested in `upstream_compression.rs`.
 
+#[path = "common/proxy.rs"]
+mod proxy;
+
 use std::sync::{Arc, Mutex};
 
 use bson::{doc, rawdoc, Document};
@@ -62,7 +65,9 @@ async fn serve_lies(mut tcp: TcpStream, seen: Seen) {
         let out: Vec<u8> = match name.as_str() {
             "hello" => reply(doc! {
                 "ok": 1, "isWritablePrimary": true, "maxWireVersion": 17, "minWireVersion": 0,
-                "maxMessageSizeBytes": 1_000_000, "compression": ["zstd"],
+                "maxMessageSizeBytes": 1_000_000, "maxBsonObjectSize": 16 * 1024 * 1024,
+                "maxWriteBatchSize": 100_000, "logicalSessionTimeoutMinutes": 30,
+                "compression": ["zstd"],
             })
             .as_bytes()
             .to_vec(),
@@ -220,4 +225,38 @@ fn metric(registry: &prometheus::Registry, name: &str, label: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Through the proxy, with a real driver: the find that met the lie fails with the
+/// proxy's error naming it, and the finds after it work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_an_error_for_a_lying_reply_and_the_proxy_carries_on() {
+    let (address, _) = lying_upstream().await;
+    let upstream = format!("mongodb://{address}/?compressors=zstd");
+    let proxy = proxy::TestProxy::builder(&upstream).start().await;
+    let client = mongodb::Client::with_uri_str(proxy.uri_with("retryReads=false"))
+        .await
+        .expect("client");
+    let db = client.database("d");
+    let err = db
+        .collection::<Document>("garbage")
+        .find_one(doc! {})
+        .await
+        .expect_err("a find answered with garbage");
+    let text = err.to_string();
+    assert!(text.contains("decompression failed"), "{text}");
+    assert!(
+        matches!(*err.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 6),
+        "not HostUnreachable: {err:?}"
+    );
+    for _ in 0..3 {
+        let found = db.collection::<Document>("fine").find_one(doc! {}).await;
+        assert!(found.is_ok(), "after the lie: {found:?}");
+    }
+    let errors = proxy.metric_sum(
+        "mongoplex_upstream_protocol_errors_total",
+        &["kind=\"decompress\""],
+    );
+    assert!(errors >= 1.0, "not counted");
+    proxy.shutdown().await;
 }

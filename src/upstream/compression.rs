@@ -40,7 +40,7 @@ pub fn choose(ours: &[Compressor], hello_reply: &RawDocument) -> Option<Compress
 
 /// Whether `frame` may go out compressed: an OP_MSG whose command (the body's first key,
 /// the body being the first section, as every driver and the proxy send it) is not one
-/// of [`NEVER_COMPRESSED`]. Anything the check cannot read goes out uncompressed, which
+/// of `NEVER_COMPRESSED`. Anything the check cannot read goes out uncompressed, which
 /// every server accepts.
 pub fn may_compress(frame: &Frame) -> bool {
     if frame.op_code() != Some(OpCode::Msg) {
