@@ -279,6 +279,8 @@ impl Config {
                 app_name,
                 credential,
                 tls,
+                compressors: upstream_compressors(o),
+                wire_metrics: None,
             },
             server_selection_timeout,
             heartbeat_frequency,
@@ -301,6 +303,21 @@ impl Config {
             upstream,
         })
     }
+}
+
+/// The URI's `compressors`, in its order, with `zlibCompressionLevel` applied to zlib
+/// (-1 is the library's default, as the compression spec has it).
+fn upstream_compressors(o: &uri::UriOptions) -> Vec<Compressor> {
+    let level = o.zlib_compression_level.and_then(|l| u32::try_from(l).ok());
+    o.compressors
+        .iter()
+        .flatten()
+        .map(|c| match c {
+            uri::Compressor::Snappy => Compressor::Snappy,
+            uri::Compressor::Zlib => Compressor::Zlib { level },
+            uri::Compressor::Zstd => Compressor::Zstd,
+        })
+        .collect()
 }
 
 /// Hides a password in a URI for error messages and logs.

@@ -21,7 +21,9 @@
 //!    machine and selection rules live in [`sdam`]), and that member's [`pool`] hands out
 //!    an [`upstream`] connection, FIFO, bounded by waitQueueTimeoutMS; a new one logs in
 //!    with the proxy's credential ([`auth`], SCRAM or X.509).
-//! 6. The request's bytes go upstream with a new requestID; the reply comes back, the
+//! 6. The request's bytes go upstream with a new requestID (compressed when that
+//!    connection negotiated a compressor, [`upstream::compression`]; replies are inflated
+//!    in [`upstream`] before anything reads them); the reply comes back, the
 //!    connection is checked in (on drop), pins are updated, state-change errors are
 //!    reported to the topology, and the reply is written with the client's responseTo.
 //!    Errors the proxy makes itself are MongoDB error documents from [`errors`].

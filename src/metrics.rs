@@ -4,9 +4,11 @@
 
 pub mod apps;
 mod requests;
+mod upstream;
 
 pub use apps::AppLabels;
 pub use requests::{Outcome, RequestMetrics};
+pub use upstream::{Direction, UpstreamWire};
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -102,6 +104,8 @@ pub struct Metrics {
     pub requests_by_app: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_roundtrip: HistogramVec,
+    /// Bytes and compressed messages on upstream sockets, given to every connection.
+    pub upstream_wire: UpstreamWire,
     pub server_errors: IntCounterVec,
     // Topology.
     pub member_state: IntGaugeVec,
@@ -279,6 +283,7 @@ impl Metrics {
                 "Upstream round-trip time per request.",
                 &["member"],
             ),
+            upstream_wire: UpstreamWire::new(r),
             server_errors: counter_vec(
                 r,
                 "mongoplex_server_errors_total",

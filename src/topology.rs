@@ -411,6 +411,14 @@ impl Topology {
         }
     }
 
+    /// The configured connect options with the shared upstream byte counters, for every
+    /// connection this topology opens (pools and monitors).
+    pub(crate) fn connect_options(&self) -> crate::upstream::ConnectOptions {
+        let mut opts = self.inner.config.connect.clone();
+        opts.wire_metrics = Some(self.inner.metrics.upstream_wire.clone());
+        opts
+    }
+
     fn add_member(&self, address: ServerAddress) {
         let i = &self.inner;
         let mut members = lock(&i.members);
@@ -425,7 +433,7 @@ impl Topology {
         let pool = Pool::new(
             address.clone(),
             i.config.pool.clone(),
-            i.config.connect.clone(),
+            self.connect_options(),
             i.metrics.pool(&label),
         );
         let cancel = i.cancel.child_token();
@@ -446,7 +454,7 @@ impl Topology {
             let p = Pool::new(
                 address.clone(),
                 options,
-                i.config.connect.clone(),
+                self.connect_options(),
                 i.metrics.pool(&label),
             );
             p.spawn_maintenance(&i.tracker, cancel.clone());

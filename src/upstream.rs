@@ -3,7 +3,11 @@
 //! Establishment runs in stages — TCP connect, then (when configured) TLS, then the hello
 //! handshake, then (when configured) authentication — so TLS and SCRAM slot in as new
 //! stages of [`conn::UpstreamConn::establish`] and a new variant of [`stream::UpstreamStream`].
+//! The hello also negotiates wire compression ([`compression`]), which the connection
+//! then applies to its requests and undoes on its replies, below everything that reads
+//! them.
 
+pub mod compression;
 pub mod conn;
 pub mod stream;
 pub mod tls;

@@ -25,8 +25,8 @@ use observability_support::admin_checks;
 use observability_support::deploy::{self, alert_exprs, dashboard, dashboard_queries, panels};
 use observability_support::prom::{lint_metrics, output_text, promtool, PromServer};
 use observability_support::{
-    app_client, hold_connections, http, metric_names_in, parse_exposition, provoke_errors, repo_file,
-    run_load, AppLoad,
+    app_client, hold_connections, http, metric_names_in, parse_exposition, provoke_errors,
+    registered_metrics, repo_file, run_load, AppLoad,
 };
 
 const MAX_POOL: u64 = 4;
@@ -187,7 +187,7 @@ async fn metrics_doc_lists_every_metric_as_exposed() {
     }
     // So is every metric registered, including those with no samples yet (a labelled
     // family appears in a scrape only once a label set has been used).
-    let registered = metric_names_in(&deploy::read("src/metrics.rs"));
+    let registered = registered_metrics();
     for name in &registered {
         assert!(
             row(name).is_some(),
@@ -239,7 +239,7 @@ async fn alert_rules_and_scrape_config_pass_promtool() {
 /// metric a panel, variable or alert names is one that src/metrics.rs registers.
 #[test]
 fn dashboard_and_alerts_name_only_registered_metrics() {
-    let registered = metric_names_in(&deploy::read("src/metrics.rs"));
+    let registered = registered_metrics();
     let dashboard = dashboard();
     let variables = dashboard["templating"]["list"].as_array().expect("templating");
     assert!(

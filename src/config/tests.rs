@@ -159,3 +159,27 @@ fn shipped_example_config_is_valid_and_matches_defaults() {
     assert_eq!(example.failover.buffer_window, defaults.failover.buffer_window);
     assert_eq!(example.compressors, defaults.compressors);
 }
+
+/// The upstream's compressors keep the URI's order, zlib takes zlibCompressionLevel
+/// (-1 meaning the library default), and the client-side `compressors` setting is a
+/// separate list.
+#[test]
+fn upstream_compressors_come_from_the_uri() {
+    let table: &[(&str, &[Compressor])] = &[
+        ("mongodb://h/", &[]),
+        (
+            "mongodb://h/?compressors=zlib,zstd&zlibCompressionLevel=9",
+            &[Compressor::Zlib { level: Some(9) }, Compressor::Zstd],
+        ),
+        (
+            "mongodb://h/?compressors=snappy,zlib&zlibCompressionLevel=-1",
+            &[Compressor::Snappy, Compressor::Zlib { level: None }],
+        ),
+        ("mongodb://h/?zlibCompressionLevel=3", &[]),
+    ];
+    for (uri, want) in table {
+        let c = cfg(with_upstream(uri)).unwrap_or_else(|e| panic!("{uri}: {e}"));
+        assert_eq!(c.connect.compressors, *want, "{uri}");
+        assert_eq!(c.compressors.len(), 3, "{uri}: the client-side default changed");
+    }
+}

@@ -25,8 +25,6 @@ const PER_CLIENT: &str = "it belongs in each application's own connection string
                           mongoplex forwards what every client sends";
 const NO_REVOCATION: &str = "mongoplex (rustls) checks neither OCSP nor revocation lists; \
                              only the value true states what it does";
-const NO_COMPRESSION: &str = "mongoplex does not compress its upstream connections yet \
-                              (the `compressors` setting is for clients)";
 const NO_SRV: &str = "mongodb+srv:// is not supported yet";
 const NO_PROXY: &str = "mongoplex does not connect through a SOCKS5 proxy";
 
@@ -49,7 +47,7 @@ const TABLE: &[(&str, Support)] = &[
         Refused("SCRAM and X.509 take no mechanism properties"),
     ),
     ("authSource", Honoured),
-    ("compressors", Refused(NO_COMPRESSION)),
+    ("compressors", Honoured),
     ("connectTimeoutMS", Honoured),
     ("directConnection", Honoured),
     (
@@ -140,7 +138,7 @@ const TABLE: &[(&str, Support)] = &[
     ("waitQueueTimeoutMS", Honoured),
     ("wTimeoutMS", Refused(PER_CLIENT)),
     ("wtimeout", Refused(PER_CLIENT)),
-    ("zlibCompressionLevel", Refused(NO_COMPRESSION)),
+    ("zlibCompressionLevel", Honoured),
 ];
 
 /// Everything in `cs` the proxy would not honour, as one message naming each.
@@ -260,11 +258,17 @@ mod tests {
                 Some("\"readConcernLevel\""),
             ),
             ("mongodb://h/?timeoutMS=5", Some("\"timeoutMS\"")),
-            ("mongodb://h/?compressors=zstd", Some("\"compressors\"")),
+            ("mongodb://h/?compressors=zstd", None),
             (
-                "mongodb://h/?zlibCompressionLevel=5",
+                "mongodb://h/?compressors=zstd,snappy,zlib&zlibCompressionLevel=5",
+                None,
+            ),
+            ("mongodb://h/?zlibCompressionLevel=-1", None),
+            (
+                "mongodb://h/?zlibCompressionLevel=10",
                 Some("\"zlibCompressionLevel\""),
             ),
+            ("mongodb://h/?compressors=", Some("\"compressors\"")),
             (
                 "mongodb://h/?serverSelectionTryOnce=false",
                 Some("\"serverSelectionTryOnce\""),

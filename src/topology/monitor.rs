@@ -48,10 +48,12 @@ pub(super) async fn run(
 ) {
     let cfg = topology.config();
     let heartbeat = cfg.heartbeat_frequency;
-    let mut opts = cfg.connect.clone();
+    let mut opts = topology.connect_options();
     opts.socket_timeout = Some(opts.connect_timeout);
-    // Monitoring connections never authenticate (SDAM).
+    // Monitoring connections never authenticate (SDAM), and send nothing but hello,
+    // which is never compressed: they offer no compressors.
     opts.credential = None;
+    opts.compressors.clear();
     let m = Monitor {
         topology: topology.clone(),
         address,

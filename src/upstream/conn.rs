@@ -7,12 +7,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::stream::UpstreamStream;
-use super::UpstreamError;
+use super::{compression, UpstreamError};
 use crate::address::ServerAddress;
 use crate::command::as_i64;
+use crate::metrics::{Direction, UpstreamWire};
 use crate::wire::{
-    build_msg, refresh_checksum, Frame, FrameReader, OpCode, OpMsg, DEFAULT_MAX_MESSAGE_SIZE,
-    MSG_MORE_TO_COME,
+    build_msg, refresh_checksum, Compressor, Frame, FrameReader, OpCode, OpMsg, WireError,
+    DEFAULT_MAX_MESSAGE_SIZE, MSG_MORE_TO_COME,
 };
 
 /// How to reach and greet a server. TLS settings join this struct.
@@ -27,6 +28,11 @@ pub struct ConnectOptions {
     pub credential: Option<std::sync::Arc<crate::auth::UpstreamCredential>>,
     /// TLS for every connection, monitors included.
     pub tls: Option<super::tls::TlsSettings>,
+    /// Offered in the hello, in the URI's order of preference; empty offers nothing.
+    /// Monitors clear it: they send only hello, which is never compressed.
+    pub compressors: Vec<Compressor>,
+    /// Byte counters of every upstream socket; `None` records nothing (unit tests).
+    pub wire_metrics: Option<UpstreamWire>,
 }
 
 impl Default for ConnectOptions {
@@ -37,6 +43,8 @@ impl Default for ConnectOptions {
             app_name: "mongoplex".into(),
             credential: None,
             tls: None,
+            compressors: Vec::new(),
+            wire_metrics: None,
         }
     }
 }
@@ -47,6 +55,8 @@ pub struct HelloSummary {
     pub max_wire_version: i32,
     pub max_message_size: usize,
     pub reply: RawDocumentBuf,
+    /// What this connection compresses its requests with, negotiated in the hello.
+    pub compressor: Option<Compressor>,
 }
 
 /// A connection with its pool bookkeeping.
@@ -69,6 +79,9 @@ pub struct UpstreamConn {
     /// echo it as responseTo, or the stream is out of step and the connection is broken.
     awaiting_reply: Option<i32>,
     pub hello: HelloSummary,
+    /// Set once the hello has negotiated one; until then nothing is compressed.
+    compressor: Option<Compressor>,
+    wire_metrics: Option<UpstreamWire>,
 }
 
 impl UpstreamConn {
@@ -141,10 +154,16 @@ impl UpstreamConn {
                 max_wire_version: 0,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 reply: RawDocumentBuf::new(),
+                compressor: None,
             },
+            compressor: None,
+            wire_metrics: opts.wire_metrics.clone(),
         };
         let auth = opts.credential.as_deref().map(crate::auth::hello_fields);
         conn.hello = conn.handshake(opts, auth.as_ref().map(|a| &a.fields)).await?;
+        // From here on requests are compressed; the login's own commands never are
+        // ([`compression::may_compress`]).
+        conn.compressor = conn.hello.compressor;
         if let (Some(cred), Some(begun)) = (opts.credential.as_deref(), auth) {
             let hello = conn.hello.reply.clone();
             crate::auth::authenticate(&mut conn, cred, begun, &hello).await?;
@@ -169,6 +188,10 @@ impl UpstreamConn {
             },
             "$db": "admin",
         };
+        if !opts.compressors.is_empty() {
+            let names: bson::RawArrayBuf = opts.compressors.iter().map(|c| c.name()).collect();
+            body.append(bson::cstr!("compression"), names);
+        }
         for (key, value) in auth.into_iter().flat_map(|a| a.iter().flatten()) {
             body.append(key, value);
         }
@@ -205,10 +228,16 @@ impl UpstreamConn {
         let max_message_size = int("maxMessageSizeBytes")
             .and_then(|v| usize::try_from(v).ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        let compressor = compression::choose(&opts.compressors, doc);
+        if !opts.compressors.is_empty() && compressor.is_none() {
+            // The spec: no compressor in common is not an error; say so once per connection.
+            tracing::debug!(member = %self.address, "server offers none of the configured compressors; this connection is not compressed");
+        }
         Ok(HelloSummary {
             max_wire_version,
             max_message_size,
             reply: doc.to_owned(),
+            compressor,
         })
     }
 
@@ -235,13 +264,26 @@ impl UpstreamConn {
         refresh_checksum(frame);
         self.awaiting_reply = expect_reply.then_some(id);
         let bound = self.bound(deadline);
-        let write = self.io.write_all(frame.as_bytes());
+        // Only a connection that negotiated compression pays for the check and the copy.
+        let compressed = match self.compressor {
+            Some(c) if compression::may_compress(frame) => crate::wire::compress(frame, c).ok(),
+            _ => None,
+        };
+        let used = compressed.as_ref().and(self.compressor);
+        let bytes = compressed.as_ref().map_or(frame.as_bytes(), Frame::as_bytes);
+        let len = bytes.len();
+        let write = self.io.write_all(bytes);
         let result = match bound {
             Some((at, _)) => tokio::time::timeout_at(at.into(), write).await,
             None => Ok(write.await),
         };
         match result {
-            Ok(Ok(())) => Ok(id),
+            Ok(Ok(())) => {
+                if let Some(m) = &self.wire_metrics {
+                    m.record(Direction::Sent, len, used);
+                }
+                Ok(id)
+            }
             Ok(Err(source)) => {
                 self.broken = true;
                 Err(UpstreamError::Io {
@@ -264,9 +306,8 @@ impl UpstreamConn {
     /// [`UpstreamConn::recv`], also bounded by `deadline` (a client's maxTimeMS).
     pub async fn recv_by(&mut self, deadline: Option<Instant>) -> Result<Frame, UpstreamError> {
         let bound = self.bound(deadline);
-        let read = self
-            .reader
-            .next(&mut self.io, self.max_message_size.saturating_add(16 * 1024));
+        let limit = self.reply_limit();
+        let read = self.reader.next(&mut self.io, limit);
         let result = match bound {
             Some((at, _)) => match tokio::time::timeout_at(at.into(), read).await {
                 Ok(r) => r,
@@ -278,7 +319,10 @@ impl UpstreamConn {
             None => read.await,
         };
         match result {
-            Ok(Some(frame)) => self.check_response_to(frame),
+            Ok(Some(frame)) => {
+                let frame = self.inflate(frame)?;
+                self.check_response_to(frame)
+            }
             Ok(None) => {
                 self.broken = true;
                 Err(UpstreamError::Closed {
@@ -292,14 +336,55 @@ impl UpstreamConn {
                     source,
                 })
             }
+            Err(source) => Err(self.protocol_error(source)),
+        }
+    }
+
+    /// Counts a reply as it came off the wire and unwraps it when it is OP_COMPRESSED (a
+    /// server may compress any reply once compression is negotiated, the hello's
+    /// included). The size it announces is checked against the largest reply this
+    /// connection accepts before anything is allocated.
+    fn inflate(&mut self, frame: Frame) -> Result<Frame, UpstreamError> {
+        if frame.op_code() != Some(OpCode::Compressed) {
+            if let Some(m) = &self.wire_metrics {
+                m.record(Direction::Received, frame.len(), None);
+            }
+            return Ok(frame);
+        }
+        let len = frame.len();
+        match crate::wire::decompress(&frame, self.reply_limit()) {
+            Ok((plain, used)) => {
+                if let Some(m) = &self.wire_metrics {
+                    m.record(Direction::Received, len, used);
+                }
+                Ok(plain)
+            }
             Err(source) => {
-                self.broken = true;
-                Err(UpstreamError::Protocol {
-                    address: self.address.clone(),
-                    source,
-                })
+                if let Some(m) = &self.wire_metrics {
+                    m.record(Direction::Received, len, None);
+                }
+                Err(self.protocol_error(source))
             }
         }
+    }
+
+    /// A reply that cannot be understood: nothing after it on this stream can be trusted.
+    fn protocol_error(&mut self, source: WireError) -> UpstreamError {
+        self.broken = true;
+        self.awaiting_reply = None;
+        if let Some(m) = &self.wire_metrics {
+            m.protocol_error(source.kind());
+        }
+        UpstreamError::Protocol {
+            address: self.address.clone(),
+            source,
+        }
+    }
+
+    /// The largest reply accepted: the server's maxMessageSizeBytes, with room for the
+    /// reply's own overhead beyond a message of that size.
+    fn reply_limit(&self) -> usize {
+        self.max_message_size.saturating_add(16 * 1024)
     }
 
     /// Accepts a reply only if it answers the request awaited on this connection. Anything
@@ -314,12 +399,7 @@ impl UpstreamConn {
                 // trusted after it, and it must never reach a client.
                 if frame.op_code() == Some(crate::wire::OpCode::Msg) {
                     if let Err(source) = crate::wire::OpMsg::parse(&frame) {
-                        self.broken = true;
-                        self.awaiting_reply = None;
-                        return Err(UpstreamError::Protocol {
-                            address: self.address.clone(),
-                            source,
-                        });
+                        return Err(self.protocol_error(source));
                     }
                 }
                 // An exhaust reply (moreToCome) is followed by another, answering this one.

@@ -220,6 +220,23 @@ pub fn member_state(f: &BTreeMap<String, Family>, member: &str, state: &str) -> 
         .map(|s| s.1)
 }
 
+/// Every metric the source registers: the names in src/metrics.rs and its submodules
+/// (src/metrics/*.rs), which register families of their own.
+pub fn registered_metrics() -> BTreeSet<String> {
+    let mut text = deploy::read("src/metrics.rs");
+    let dir = repo_file("src/metrics");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    for f in files {
+        text.push_str(&std::fs::read_to_string(&f).expect("read a metrics module"));
+    }
+    metric_names_in(&text)
+}
+
 /// Every `mongoplex_*` metric name mentioned in `text`, with histogram suffixes removed.
 pub fn metric_names_in(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
