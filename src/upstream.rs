@@ -5,6 +5,7 @@
 //! stages of [`conn::UpstreamConn::establish`] and a new variant of [`stream::UpstreamStream`].
 
 pub mod conn;
+mod dial;
 pub mod stream;
 pub mod tls;
 

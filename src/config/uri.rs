@@ -18,6 +18,7 @@ mod apply;
 mod auth;
 mod error;
 mod options;
+mod seedlist;
 mod syntax;
 mod validate;
 mod values;
@@ -30,6 +31,7 @@ pub use options::{
     Acknowledgment, AuthMechanism, AuthMechanismProperties, Compressor, ReadPreferenceMode, Secret,
     ServerMonitoringMode, TagSet, UriOptions,
 };
+pub use seedlist::TXT_ALLOWED;
 
 use crate::address::ServerAddress;
 

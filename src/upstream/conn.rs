@@ -27,6 +27,9 @@ pub struct ConnectOptions {
     pub credential: Option<std::sync::Arc<crate::auth::UpstreamCredential>>,
     /// TLS for every connection, monitors included.
     pub tls: Option<super::tls::TlsSettings>,
+    /// Resolves member host names when the `dns_server` setting is given; `None` uses
+    /// the system resolver.
+    pub dns: Option<crate::srv::dns::Resolver>,
 }
 
 impl Default for ConnectOptions {
@@ -37,6 +40,7 @@ impl Default for ConnectOptions {
             app_name: "mongoplex".into(),
             credential: None,
             tls: None,
+            dns: None,
         }
     }
 }
@@ -80,8 +84,8 @@ impl UpstreamConn {
         generation: u32,
         opts: &ConnectOptions,
     ) -> Result<Self, UpstreamError> {
-        let target = (address.host.as_str(), address.port);
-        let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(target)).await {
+        let dial = super::dial::connect(address, opts.dns.as_ref());
+        let tcp = match tokio::time::timeout(opts.connect_timeout, dial).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
                 return Err(UpstreamError::Connect {
