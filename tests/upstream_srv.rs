@@ -424,3 +424,87 @@ async fn srv_rescans_follow_the_records_of_a_sharded_upstream() {
     crud(&proxy, "still").await.expect("CRUD with the kept members");
     proxy.shutdown().await;
 }
+
+/// TLS is on by default for mongodb+srv and really used: a TLS server (certificate for
+/// the SRV target and for the address it gives itself) serves CRUD with only tlsCAFile
+/// given, and a plaintext server behind the same kind of URI is never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_on_by_default_and_really_used() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let dir = common::peers::unique_temp_dir("srv-pki");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "srv test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = CertificateParams::new(vec!["db1.example.test".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let path = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("db.pem"), cert.pem()).unwrap();
+    std::fs::write(path("db.key"), key.serialize_pem()).unwrap();
+
+    let tls_server = Secantus::start_tls(&[
+        "--tls-cert-file",
+        &path("db.pem"),
+        "--tls-key-file",
+        &path("db.key"),
+    ]);
+    let plain = Secantus::start();
+    let records = Records::default()
+        .host("db1.example.test")
+        .srv(
+            "_mongodb._tcp.tls.example.test",
+            "db1.example.test",
+            tls_server.port(),
+        )
+        .srv(
+            "_mongodb._tcp.plain.example.test",
+            "db1.example.test",
+            plain.port(),
+        );
+    let dns = Dns::start(&records);
+    let ca_file = path("ca.pem");
+    let settings = srv_settings(
+        &format!("mongodb+srv://tls.example.test/?tlsCAFile={ca_file}"),
+        &dns,
+    );
+    let proxy = TestProxy::builder("unused")
+        .settings(|s| {
+            s.upstream = settings.upstream;
+            s.dns_server = settings.dns_server;
+        })
+        .start()
+        .await;
+    crud(&proxy, "tls").await.expect("CRUD over TLS, on by default");
+    proxy.shutdown().await;
+
+    let config = Config::discover(Settings {
+        connect_timeout_ms: Some(1000),
+        ..srv_settings(
+            &format!("mongodb+srv://plain.example.test/?tlsCAFile={ca_file}"),
+            &dns,
+        )
+    })
+    .await
+    .unwrap();
+    let started = mongoplex::server::Proxy::start(Arc::new(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: None,
+        ..config
+    }))
+    .await
+    .unwrap();
+    let seen = started.ctx.topology.limits(Duration::from_secs(3)).await;
+    let summary = started.ctx.topology.snapshot().summary();
+    assert!(seen.is_none(), "a plaintext server must not be used: {summary}");
+    assert!(summary.contains("TLS"), "the member's error names TLS: {summary}");
+    started.shutdown(Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,8 +11,9 @@
 //! What the specs say to tolerate (an unknown option, an invalid value, a
 //! repeated option) is ignored and reported in [`ConnectionString::warnings`];
 //! the rest is a [`UriError`]. SRV and TXT records are not resolved here: a
-//! `mongodb+srv` string keeps its single DNS name in `hosts`, and
-//! [`ConnectionString::validate`] can be run again once they are.
+//! `mongodb+srv` string keeps its single DNS name in `hosts` until
+//! [`ConnectionString::with_seedlist`] (`seedlist`) puts the looked-up hosts and TXT
+//! options in and validates again ([`crate::srv`] does the lookups).
 
 mod apply;
 mod auth;
