@@ -51,7 +51,16 @@ pub struct Config {
     pub upstream: ConnectionString,
     /// The upstream URI with any password hidden, for logs and /status.
     pub upstream_redacted: String,
+    /// The hosts to start from; for `mongodb+srv`, empty until the SRV lookup
+    /// ([`Config::validate_with`]).
     pub seeds: Vec<ServerAddress>,
+    /// What a `mongodb+srv` upstream looks up.
+    pub srv: Option<crate::srv::SrvSpec>,
+    /// The lowest TTL of the initial SRV answer, once looked up: when the first rescan is due.
+    pub srv_initial_ttl: Option<Duration>,
+    /// The resolver for SRV/TXT lookups (`mongodb+srv`) and, with `dns_server`, for member
+    /// host names; `None` leaves host names to the system resolver.
+    pub dns: Option<crate::srv::dns::Resolver>,
     pub replica_set: Option<String>,
     pub direct_connection: bool,
     pub pool: PoolOptions,
@@ -91,6 +100,11 @@ pub enum ConfigError {
     Uri { uri: String, source: uri::UriError },
     #[error("{field}: {why}")]
     Invalid { field: &'static str, why: String },
+    #[error("upstream {uri:?}: the mongodb+srv lookup failed: {source}")]
+    Srv {
+        uri: String,
+        source: crate::srv::dns::LookupError,
+    },
 }
 
 fn invalid(field: &'static str, why: impl Into<String>) -> ConfigError {
@@ -124,21 +138,69 @@ impl Config {
             Some(p) => Settings::from_file(p)?,
             None => Settings::default(),
         };
-        Self::validate(file.overlay(Settings::from_env(env)?).overlay(cli))
+        Self::validate(Self::merge(file, env, cli)?)
     }
 
-    /// Resolves defaults and checks every value, with messages that name the setting.
+    /// The file, environment and CLI layers merged, not yet validated.
+    pub fn merge(file: Settings, env: &dyn Env, cli: Settings) -> Result<Settings, ConfigError> {
+        Ok(file.overlay(Settings::from_env(env)?).overlay(cli))
+    }
+
+    /// [`Config::validate`], then for a `mongodb+srv` upstream the SRV and TXT lookups and
+    /// the configuration rebuilt from them. Its errors are start-up errors, as a bad
+    /// setting's are.
+    pub async fn discover(s: Settings) -> Result<Self, ConfigError> {
+        let first = Self::validate(s.clone())?;
+        let (Some(spec), Some(resolver)) = (&first.srv, &first.dns) else {
+            return Ok(first);
+        };
+        let seedlist = crate::srv::dns::discover(resolver, spec)
+            .await
+            .map_err(|source| ConfigError::Srv {
+                uri: first.upstream_redacted.clone(),
+                source,
+            })?;
+        Self::validate_with(s, Some(&seedlist))
+    }
+
+    /// Resolves defaults and checks every value, with messages that name the setting. A
+    /// `mongodb+srv` upstream comes out with no seeds: see [`Config::discover`].
     pub fn validate(s: Settings) -> Result<Self, ConfigError> {
+        Self::validate_with(s, None)
+    }
+
+    /// [`Config::validate`] with the outcome of a `mongodb+srv` upstream's lookups: its
+    /// hosts are the seeds and its TXT options apply where the URI gives none.
+    pub fn validate_with(
+        s: Settings,
+        seedlist: Option<&crate::srv::dns::Seedlist>,
+    ) -> Result<Self, ConfigError> {
         let uri_text = s.upstream.clone().unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
-        let upstream = credential::parse_upstream(&uri_text, &s).map_err(|source| ConfigError::Uri {
+        let uri_error = |source| ConfigError::Uri {
             uri: redact(&uri_text),
             source,
-        })?;
+        };
+        let mut upstream = credential::parse_upstream(&uri_text, &s).map_err(uri_error)?;
+        let srv = srv_spec(&upstream, &s)?;
+        if let Some(seedlist) = seedlist.filter(|_| upstream.is_srv) {
+            upstream = upstream
+                .with_seedlist(seedlist.hosts.clone(), seedlist.txt.as_deref())
+                .map_err(uri_error)?;
+        }
         upstream_options::check(&upstream).map_err(|why| invalid("upstream", why))?;
         let credential = credential::resolve(&upstream, &s).map_err(|why| invalid("upstream", why))?;
-        let tls = tls::resolve(&upstream.options).map_err(|why| invalid("upstream", why))?;
+        let tls = tls::resolve(&upstream.options, upstream.tls_enabled())
+            .map_err(|why| invalid("upstream", why))?;
+        let dns_server = s.dns_server.as_deref().map(dns_server_addr).transpose()?;
+        let dns = (srv.is_some() || dns_server.is_some())
+            .then(|| crate::srv::dns::Resolver::new(dns_server))
+            .transpose()
+            .map_err(|why| invalid("dns_server", why))?;
         let o = &upstream.options;
-        let seeds = upstream.tcp_hosts().map_err(|why| invalid("upstream", why))?;
+        let seeds = match (&srv, seedlist) {
+            (Some(_), None) => Vec::new(),
+            _ => upstream.tcp_hosts().map_err(|why| invalid("upstream", why))?,
+        };
         let pick = |set: Option<u64>, uri: Option<Duration>, default: Duration| {
             set.map(ms).or(uri).unwrap_or(default)
         };
@@ -261,6 +323,8 @@ impl Config {
             unix_socket: s.unix_socket.clone(),
             admin,
             seeds,
+            srv_initial_ttl: seedlist.filter(|_| srv.is_some()).map(|l| l.min_ttl),
+            srv,
             replica_set: o.replica_set.clone(),
             direct_connection: o.direct_connection.unwrap_or(false),
             pool: PoolOptions {
@@ -281,7 +345,9 @@ impl Config {
                 tls,
                 compressors: upstream_compressors(o),
                 wire_metrics: None,
+                dns: dns_server.and(dns.clone()),
             },
+            dns,
             server_selection_timeout,
             heartbeat_frequency,
             local_threshold,
@@ -318,6 +384,51 @@ fn upstream_compressors(o: &uri::UriOptions) -> Vec<Compressor> {
             uri::Compressor::Zstd => Compressor::Zstd,
         })
         .collect()
+}
+
+/// `IP:PORT`, or an IP alone for port 53.
+fn dns_server_addr(v: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    v.parse().map_err(|_| {
+        invalid(
+            "dns_server",
+            format!("{v:?} is not an IP:PORT address of a DNS server (e.g. 10.0.0.2:53)"),
+        )
+    })
+}
+
+/// What a `mongodb+srv` upstream looks up; `None` for `mongodb://`.
+fn srv_spec(cs: &ConnectionString, s: &Settings) -> Result<Option<crate::srv::SrvSpec>, ConfigError> {
+    let floor = s.srv_min_rescan_interval_ms.map(ms);
+    let Some(hostname) = cs.srv_hostname() else {
+        return match floor {
+            Some(_) => Err(invalid(
+                "srv_min_rescan_interval_ms",
+                "applies only to a mongodb+srv:// upstream",
+            )),
+            None => Ok(None),
+        };
+    };
+    let min_rescan_interval = floor.unwrap_or(crate::srv::MIN_RESCAN_INTERVAL);
+    if min_rescan_interval.is_zero() {
+        return Err(invalid("srv_min_rescan_interval_ms", "must be greater than 0"));
+    }
+    Ok(Some(crate::srv::SrvSpec {
+        hostname: hostname.to_owned(),
+        service_name: cs
+            .options
+            .srv_service_name
+            .clone()
+            .unwrap_or_else(|| "mongodb".to_owned()),
+        max_hosts: cs
+            .options
+            .srv_max_hosts
+            .and_then(|m| usize::try_from(m).ok())
+            .unwrap_or(0),
+        min_rescan_interval,
+    }))
 }
 
 /// Hides a password in a URI for error messages and logs.

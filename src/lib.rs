@@ -33,7 +33,8 @@
 //! [`command::translate`]. A client's `maxTimeMS` bounds every wait of steps 5 and 6 and
 //! the retries, and what is left of it is what the server is sent ([`budget`], pure).
 //!
-//! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`),
+//! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`; for a
+//! `mongodb+srv://` upstream, [`srv`] looks up the seeds at start-up and rescans them),
 //! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
 //! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
 //! shares). Hostile input is bounded by [`memory`] (one budget for large messages and
@@ -62,6 +63,7 @@ pub mod router;
 pub mod sdam;
 pub mod server;
 pub mod session;
+pub mod srv;
 pub mod throttle;
 pub mod topology;
 pub mod upstream;

@@ -27,6 +27,10 @@ struct Cli {
     /// Also listen on this unix socket path.
     #[arg(long)]
     unix_socket: Option<PathBuf>,
+    /// DNS server (IP:PORT) for mongodb+srv lookups and member host names, instead of
+    /// /etc/resolv.conf.
+    #[arg(long)]
+    dns_server: Option<String>,
     /// maxPoolSize per upstream member.
     #[arg(long)]
     max_pool_size: Option<u64>,
@@ -49,6 +53,7 @@ impl Cli {
             upstream: self.upstream.clone(),
             admin: self.admin.clone(),
             unix_socket: self.unix_socket.clone(),
+            dns_server: self.dns_server.clone(),
             max_pool_size: self.max_pool_size,
             enable_test_commands: self.enable_test_commands.then_some(true),
             log_format: self.log_format.clone(),
@@ -72,8 +77,15 @@ fn init_tracing(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), &ProcessEnv, cli.settings()) {
-        Ok(c) => Arc::new(c),
+    let loaded = cli
+        .config
+        .as_deref()
+        .map_or(Ok(Settings::default()), Settings::from_file)
+        .map_err(Into::into)
+        .and_then(|file| Config::merge(file, &ProcessEnv, cli.settings()))
+        .and_then(|s| Config::validate(s.clone()).map(|c| (s, c)));
+    let (settings, config) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("mongoplex: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -100,7 +112,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(async move {
+        // mongodb+srv: the seeds come from DNS, before any connection (seedlist spec).
+        let config = if config.srv.is_some() {
+            match Config::discover(settings).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    eprintln!("mongoplex: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            config
+        };
+        if let Some(spec) = &config.srv {
+            let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
+            tracing::info!(srv = %spec.srv_name(), seeds = %seeds.join(","), replica_set = ?config.replica_set, tls = config.connect.tls.is_some(), "mongodb+srv resolved");
+        }
+        run(Arc::new(config)).await
+    })
 }
 
 async fn run(config: Arc<Config>) -> ExitCode {

@@ -114,6 +114,8 @@ pub struct Metrics {
     pub state_change_errors: IntCounterVec,
     pub immediate_checks: IntCounterVec,
     pub heartbeat_failures: IntCounterVec,
+    /// SRV rescans of a `mongodb+srv` upstream, by result ([`crate::srv::poll::RESULTS`]).
+    pub srv_lookups: IntCounterVec,
     // Failover.
     pub retries: IntCounterVec,
     pub implicit_aborts: IntCounterVec,
@@ -330,6 +332,12 @@ impl Metrics {
                 "mongoplex_heartbeat_failures_total",
                 "Failed monitor heartbeats.",
                 &["member"],
+            ),
+            srv_lookups: counter_vec(
+                r,
+                "mongoplex_srv_lookups_total",
+                "SRV rescans of a mongodb+srv upstream, by result.",
+                &["result"],
             ),
             retries: counter_vec(
                 r,

@@ -61,6 +61,20 @@ impl Proxy {
             background_cancel.clone(),
         )
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        if let (Some(spec), Some(resolver)) = (&config.srv, &config.dns) {
+            for result in crate::srv::poll::RESULTS {
+                metrics.srv_lookups.with_label_values(&[*result]);
+            }
+            let poller = crate::srv::poll::Poller {
+                topology: topology.clone(),
+                resolver: resolver.clone(),
+                spec: spec.clone(),
+                first_ttl: config.srv_initial_ttl.unwrap_or(crate::srv::MIN_RESCAN_INTERVAL),
+                heartbeat: config.heartbeat_frequency,
+                lookups: metrics.srv_lookups.clone(),
+            };
+            background.spawn(poller.run(background_cancel.clone()));
+        }
         let ctx = Arc::new(Context::new(config.clone(), topology, metrics, pins));
         if let crate::fdlimit::Capacity::Descriptors { clients, soft } = ctx.client_capacity {
             tracing::warn!(

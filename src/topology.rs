@@ -479,6 +479,31 @@ impl Topology {
         );
     }
 
+    /// Whether SRV records may be rescanned now (Sharded or Unknown).
+    pub fn srv_pollable(&self) -> bool {
+        lock(&self.inner.sdam).desc.srv_pollable()
+    }
+
+    /// A rescan's usable records: decides what changes and applies it under the SDAM lock,
+    /// so no heartbeat outcome interleaves. `None` when the topology is not pollable.
+    pub fn apply_srv_records(
+        &self,
+        records: &[ServerAddress],
+        max_hosts: usize,
+    ) -> Option<crate::srv::RescanPlan> {
+        let mut sdam = lock(&self.inner.sdam);
+        if !sdam.desc.srv_pollable() {
+            return None;
+        }
+        let current = sdam.desc.servers().map(|s| s.address.clone()).collect();
+        let plan = crate::srv::plan_rescan(&current, records, max_hosts, &mut rand::rng());
+        if !plan.is_empty() {
+            let update = sdam.desc.apply_srv_rescan(&plan.add, &plan.remove);
+            self.apply(&mut sdam, update);
+        }
+        Some(plan)
+    }
+
     pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }

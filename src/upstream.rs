@@ -9,6 +9,7 @@
 
 pub mod compression;
 pub mod conn;
+mod dial;
 pub mod stream;
 pub mod tls;
 

@@ -128,7 +128,11 @@ fn upstream_options_the_proxy_does_not_honour_stop_start_up() {
         ),
         ("mongodb://127.0.0.1:1/?tsl=true", &["unknown option \"tsl\""]),
         ("mongodb://127.0.0.1:1/?maxPoolSize=-3", &["\"maxPoolSize\""]),
-        ("mongodb+srv://cluster0.example.net/", &["mongodb+srv"]),
+        // Refused before any DNS lookup (tests/upstream_srv.rs covers the lookups).
+        (
+            "mongodb+srv://alice:secret@cluster0.example.net/?loadBalanced=true",
+            &["\"loadBalanced\""],
+        ),
     ];
     for (uri, needles) in cases {
         let out = bin().args(["--upstream", uri]).output().unwrap();

@@ -22,6 +22,11 @@ pub struct Settings {
     pub upstream_password_file: Option<PathBuf>,
     /// The upstream user's password (`MONGOPLEX_UPSTREAM_PASSWORD`).
     pub upstream_password: Option<Secret>,
+    /// `IP:PORT` (or `IP`, port 53) of the DNS server for SRV/TXT lookups and member host
+    /// names, instead of /etc/resolv.conf.
+    pub dns_server: Option<String>,
+    /// Floor of the SRV rescan interval (default 60000, the spec's); for tests.
+    pub srv_min_rescan_interval_ms: Option<u64>,
 
     pub max_pool_size: Option<u64>,
     pub min_pool_size: Option<u64>,
@@ -66,6 +71,8 @@ macro_rules! for_each_field {
         $m!(upstream, str);
         $m!(upstream_password_file, path);
         $m!(upstream_password, secret);
+        $m!(dns_server, str);
+        $m!(srv_min_rescan_interval_ms, u64);
         $m!(max_pool_size, u64);
         $m!(min_pool_size, u64);
         $m!(max_connecting, u64);

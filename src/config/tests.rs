@@ -86,7 +86,27 @@ fn precise_errors() {
             "max_connecting",
         ),
         (with_upstream("http://x"), "upstream"),
-        (with_upstream("mongodb+srv://cluster.example.com/"), "mongodb+srv"),
+        (
+            Settings {
+                dns_server: Some("dns.local:53".into()),
+                ..Default::default()
+            },
+            "dns_server",
+        ),
+        (
+            Settings {
+                srv_min_rescan_interval_ms: Some(1000),
+                ..Default::default()
+            },
+            "srv_min_rescan_interval_ms",
+        ),
+        (
+            Settings {
+                srv_min_rescan_interval_ms: Some(0),
+                ..with_upstream("mongodb+srv://cluster.example.com/")
+            },
+            "srv_min_rescan_interval_ms",
+        ),
     ];
     for (s, needle) in cases {
         let e = cfg(s).unwrap_err().to_string();
@@ -182,4 +202,71 @@ fn upstream_compressors_come_from_the_uri() {
         assert_eq!(c.connect.compressors, *want, "{uri}");
         assert_eq!(c.compressors.len(), 3, "{uri}: the client-side default changed");
     }
+}
+
+/// A mongodb+srv upstream: no seeds until looked up, TLS on unless tls=false, then the
+/// SRV hosts as seeds and the TXT options where the URI gives none.
+#[test]
+fn srv_upstream_before_and_after_its_lookups() {
+    use crate::srv::dns::Seedlist;
+    let s = Settings {
+        upstream: Some("mongodb+srv://svc@cluster0.example.net/?srvServiceName=db&srvMaxHosts=0".into()),
+        upstream_password: Some(uri::Secret::new("pw")),
+        ..Default::default()
+    };
+    let c = cfg(s.clone()).unwrap();
+    assert!(c.seeds.is_empty());
+    let spec = c.srv.clone().unwrap();
+    assert_eq!(spec.srv_name(), "_db._tcp.cluster0.example.net");
+    assert_eq!(spec.min_rescan_interval, crate::srv::MIN_RESCAN_INTERVAL);
+    assert!(c.connect.tls.is_some(), "mongodb+srv turns TLS on");
+    assert!(
+        c.dns.is_some() && c.connect.dns.is_none(),
+        "system resolver for host names"
+    );
+    let seedlist = Seedlist {
+        hosts: vec![ServerAddress::new("db1.example.net", 27017)],
+        txt: Some("replicaSet=rs0&authSource=users".into()),
+        min_ttl: Duration::from_secs(300),
+    };
+    let c = Config::validate_with(s.clone(), Some(&seedlist)).unwrap();
+    assert_eq!(c.seeds, seedlist.hosts);
+    assert_eq!(c.replica_set.as_deref(), Some("rs0"));
+    assert_eq!(c.connect.credential.as_ref().unwrap().source, "users");
+    assert_eq!(c.srv_initial_ttl, Some(Duration::from_secs(300)));
+    let refused = Seedlist {
+        txt: Some("loadBalanced=true".into()),
+        ..seedlist.clone()
+    };
+    let e = Config::validate_with(s, Some(&refused)).unwrap_err().to_string();
+    assert!(e.contains("loadBalanced"), "{e}");
+
+    let off = cfg(with_upstream("mongodb+srv://c.example.net/?tls=false")).unwrap();
+    assert!(off.connect.tls.is_none());
+}
+
+#[test]
+fn dns_server_from_each_layer() {
+    let env: HashMap<String, String> =
+        [("MONGOPLEX_DNS_SERVER".to_string(), "127.0.0.1:5353".to_string())].into();
+    let c = Config::load(None, &env, Settings::default()).unwrap();
+    assert_eq!(
+        c.dns
+            .as_ref()
+            .and_then(|d| d.server)
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1:5353")
+    );
+    assert!(c.connect.dns.is_some(), "member host names go through it too");
+    let cli = Settings {
+        dns_server: Some("10.0.0.2".into()),
+        ..Default::default()
+    };
+    let c = Config::load(None, &env, cli).unwrap();
+    assert_eq!(
+        c.dns.and_then(|d| d.server).map(|a| a.to_string()).as_deref(),
+        Some("10.0.0.2:53")
+    );
+    assert!(cfg(Settings::default()).unwrap().dns.is_none());
 }

@@ -4,9 +4,9 @@
 use super::uri::UriOptions;
 use crate::upstream::tls::{TlsOptions, TlsSettings};
 
-/// `None` when `tls` (or `ssl`) is not true; an option that needs TLS without it is an
-/// error, not a silent plaintext connection.
-pub fn resolve(o: &UriOptions) -> Result<Option<TlsSettings>, String> {
+/// `None` when TLS is off (`enabled`: `tls`/`ssl`, else on for `mongodb+srv`); an option
+/// that needs TLS without it is an error, not a silent plaintext connection.
+pub fn resolve(o: &UriOptions, enabled: bool) -> Result<Option<TlsSettings>, String> {
     let needs_tls = [
         ("tlsCAFile", o.tls_ca_file.is_some()),
         ("tlsCertificateKeyFile", o.tls_certificate_key_file.is_some()),
@@ -20,7 +20,7 @@ pub fn resolve(o: &UriOptions) -> Result<Option<TlsSettings>, String> {
         ),
         ("tlsInsecure", o.tls_insecure.is_some()),
     ];
-    if o.tls != Some(true) {
+    if !enabled {
         return match needs_tls.iter().find(|(_, given)| *given) {
             Some((name, _)) => Err(format!("{name} is set but TLS is off: add tls=true")),
             None => Ok(None),
@@ -42,7 +42,8 @@ mod tests {
     use crate::config::uri::ConnectionString;
 
     fn tls(uri: &str) -> Result<Option<TlsOptions>, String> {
-        resolve(&ConnectionString::parse(uri).unwrap().options).map(|t| t.map(|t| t.options))
+        let cs = ConnectionString::parse(uri).unwrap();
+        resolve(&cs.options, cs.tls_enabled()).map(|t| t.map(|t| t.options))
     }
 
     #[test]
@@ -59,6 +60,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!o.allow_invalid_certificates && o.allow_invalid_hostnames);
+        // mongodb+srv turns TLS on unless tls=false says otherwise (seedlist spec).
+        assert!(tls("mongodb+srv://c.example.com/").unwrap().is_some());
+        assert_eq!(tls("mongodb+srv://c.example.com/?tls=false").unwrap(), None);
         let e = tls("mongodb://h/?tls=true&tlsCAFile=/nonexistent/ca.pem").unwrap_err();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }

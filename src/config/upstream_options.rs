@@ -25,7 +25,6 @@ const PER_CLIENT: &str = "it belongs in each application's own connection string
                           mongoplex forwards what every client sends";
 const NO_REVOCATION: &str = "mongoplex (rustls) checks neither OCSP nor revocation lists; \
                              only the value true states what it does";
-const NO_SRV: &str = "mongodb+srv:// is not supported yet";
 const NO_PROXY: &str = "mongoplex does not connect through a SOCKS5 proxy";
 
 /// Every option the parser knows ([`super::uri`]'s list), and what the proxy does with
@@ -112,8 +111,8 @@ const TABLE: &[(&str, Support)] = &[
         Refused("mongoplex is multi-threaded: it always retries selection"),
     ),
     ("socketTimeoutMS", Honoured),
-    ("srvMaxHosts", Refused(NO_SRV)),
-    ("srvServiceName", Refused(NO_SRV)),
+    ("srvMaxHosts", Honoured),
+    ("srvServiceName", Honoured),
     ("ssl", Honoured),
     ("timeoutMS", Refused(PER_CLIENT)),
     ("tls", Honoured),
@@ -153,9 +152,6 @@ pub fn check(cs: &ConnectionString) -> Result<(), String> {
         refused.push(format!(
             "option {name:?}: its value is not valid, and mongoplex does not fall back to a default"
         ));
-    }
-    if cs.is_srv {
-        refused.push(format!("{NO_SRV}; list the hosts with mongodb://"));
     }
     if let Some(db) = &cs.default_database {
         refused.push(format!(
@@ -294,7 +290,15 @@ mod tests {
                 "mongodb://a:b@h/?authMechanismProperties=SERVICE_NAME:x&authMechanism=GSSAPI",
                 Some("\"authMechanismProperties\""),
             ),
-            ("mongodb+srv://cluster0.example.com/", Some("mongodb+srv")),
+            ("mongodb+srv://cluster0.example.com/", None),
+            (
+                "mongodb+srv://cluster0.example.com/?srvServiceName=mdb&srvMaxHosts=2&tls=false",
+                None,
+            ),
+            (
+                "mongodb+srv://cluster0.example.com/?loadBalanced=true",
+                Some("\"loadBalanced\""),
+            ),
             ("mongodb://h/mydb", Some("/mydb")),
             ("mongodb://h/?tsl=true", Some("\"tsl\"")),
             ("mongodb://h/?maxPoolSize=lots", Some("\"maxPoolSize\"")),

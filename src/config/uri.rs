@@ -11,13 +11,15 @@
 //! What the specs say to tolerate (an unknown option, an invalid value, a
 //! repeated option) is ignored and reported in [`ConnectionString::warnings`];
 //! the rest is a [`UriError`]. SRV and TXT records are not resolved here: a
-//! `mongodb+srv` string keeps its single DNS name in `hosts`, and
-//! [`ConnectionString::validate`] can be run again once they are.
+//! `mongodb+srv` string keeps its single DNS name in `hosts` until
+//! [`ConnectionString::with_seedlist`] (`seedlist`) puts the looked-up hosts and TXT
+//! options in and validates again ([`crate::srv`] does the lookups).
 
 mod apply;
 mod auth;
 mod error;
 mod options;
+mod seedlist;
 mod syntax;
 mod validate;
 mod values;
@@ -30,6 +32,7 @@ pub use options::{
     Acknowledgment, AuthMechanism, AuthMechanismProperties, Compressor, ReadPreferenceMode, Secret,
     ServerMonitoringMode, TagSet, UriOptions,
 };
+pub use seedlist::TXT_ALLOWED;
 
 use crate::address::ServerAddress;
 

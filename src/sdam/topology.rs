@@ -9,6 +9,7 @@
 mod app_error;
 mod events;
 mod replica_set;
+mod srv;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

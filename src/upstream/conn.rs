@@ -33,6 +33,9 @@ pub struct ConnectOptions {
     pub compressors: Vec<Compressor>,
     /// Byte counters of every upstream socket; `None` records nothing (unit tests).
     pub wire_metrics: Option<UpstreamWire>,
+    /// Resolves member host names when the `dns_server` setting is given; `None` uses
+    /// the system resolver.
+    pub dns: Option<crate::srv::dns::Resolver>,
 }
 
 impl Default for ConnectOptions {
@@ -45,6 +48,7 @@ impl Default for ConnectOptions {
             tls: None,
             compressors: Vec::new(),
             wire_metrics: None,
+            dns: None,
         }
     }
 }
@@ -93,8 +97,8 @@ impl UpstreamConn {
         generation: u32,
         opts: &ConnectOptions,
     ) -> Result<Self, UpstreamError> {
-        let target = (address.host.as_str(), address.port);
-        let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(target)).await {
+        let dial = super::dial::connect(address, opts.dns.as_ref());
+        let tcp = match tokio::time::timeout(opts.connect_timeout, dial).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
                 return Err(UpstreamError::Connect {

@@ -5,7 +5,9 @@
 
 pub mod auth;
 pub mod bystander;
+pub mod dnsmasq;
 pub mod failpoint;
+pub mod mongos;
 pub mod peers;
 pub mod pki;
 pub mod proxy;

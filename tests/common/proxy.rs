@@ -118,7 +118,10 @@ impl Builder {
                 .with_test_writer()
                 .try_init();
         }
-        let config = Config::validate(self.settings).expect("valid test configuration");
+        // discover: a mongodb+srv upstream is looked up first, as the binary does.
+        let config = Config::discover(self.settings)
+            .await
+            .expect("valid test configuration");
         let proxy = Proxy::start(Arc::new(config)).await.expect("proxy starts");
         let proxy_addr = proxy.client_addr;
         let admin = proxy.admin_addr;

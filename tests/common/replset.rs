@@ -66,7 +66,7 @@ pub mod raw;
 pub mod rules;
 mod shared;
 pub mod state;
-mod upstream;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

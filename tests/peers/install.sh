@@ -27,7 +27,7 @@ PYMONGO_SDIST="pymongo==4.20.0"
 # import should see matplotlib's dependencies.
 PLOT_REQS=("matplotlib==3.11.2")
 NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
-APT_PKGS=(python3-pymongo prometheus)
+APT_PKGS=(python3-pymongo prometheus dnsmasq-base)
 # Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
 LEGACY_PY_CANDIDATES=(/usr/bin/python3 /usr/bin/python3.11)
 

@@ -73,6 +73,10 @@ pub enum UriError {
     SrvOnlyOption { option: &'static str },
     #[error("srvMaxHosts={max} cannot be combined with {other}")]
     SrvMaxHostsConflict { max: u32, other: &'static str },
+    #[error("the TXT record sets option {option:?}: only authSource, replicaSet and loadBalanced may come from TXT")]
+    TxtOptionNotAllowed { option: String },
+    #[error("the TXT record gives option {option} a value that is not valid")]
+    TxtInvalidValue { option: &'static str },
 
     // --- Topology ---------------------------------------------------------
     #[error("directConnection=true needs exactly one host, found {count}")]
