@@ -3,6 +3,7 @@
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
 mod credential;
+pub mod layers;
 pub mod settings;
 mod tls;
 mod upstream_options;
@@ -120,11 +121,7 @@ fn socket_addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> 
 impl Config {
     /// Builds the configuration from an optional file, the environment and CLI flags.
     pub fn load(file: Option<&Path>, env: &dyn Env, cli: Settings) -> Result<Self, ConfigError> {
-        let file = match file {
-            Some(p) => Settings::from_file(p)?,
-            None => Settings::default(),
-        };
-        Self::validate(file.overlay(Settings::from_env(env)?).overlay(cli))
+        Self::validate(layers::Layers::read(file, env, cli)?.merged())
     }
 
     /// Resolves defaults and checks every value, with messages that name the setting.

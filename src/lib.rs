@@ -44,6 +44,7 @@ pub mod admin;
 pub mod attempts;
 pub mod auth;
 pub mod budget;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod context;
