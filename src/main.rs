@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use mongoplex::cli;
 use mongoplex::config::layers::Layers;
-use mongoplex::config::{Config, ConfigError, LogFormat, ProcessEnv, Settings};
+use mongoplex::config::{Config, ConfigError, Env, LogFormat, ProcessEnv, Settings};
 use mongoplex::server::Proxy;
 
 /// A MongoDB connection pooler: point your app at mongoplex instead of the database.
@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Probe a running mongoplex: GET /live (or /ready) on its admin port; exit 0 or 1.
     ///
-    /// The address is --admin, else the admin setting of MONGOPLEX_ADMIN or --config,
+    /// The address is --admin, else the admin setting of MONGOPLEX_ADMIN or the config file,
     /// else the default; an address bound to every interface is probed on loopback.
     Health {
         /// Query /ready (a primary known, upstream login working) instead of /live.
@@ -50,7 +50,7 @@ enum Command {
 /// (`mongoplex check-config f.toml --max-pool-size 8`).
 #[derive(Debug, Args)]
 struct Flags {
-    /// TOML configuration file (see config/mongoplex.toml).
+    /// TOML configuration file (see config/mongoplex.toml) [env: MONGOPLEX_CONFIG].
     #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Client listen address [default: 127.0.0.1:27016].
@@ -81,6 +81,14 @@ struct Flags {
 }
 
 impl Flags {
+    /// `--config`, else `MONGOPLEX_CONFIG`: a container image names its mounted file
+    /// in the environment, like every other setting.
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| ProcessEnv.var("MONGOPLEX_CONFIG").map(PathBuf::from))
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             listen: self.listen.clone(),
@@ -115,7 +123,11 @@ fn main() -> ExitCode {
         Some(Command::Health { ready, timeout_ms }) => return health(&cli.flags, *ready, *timeout_ms),
         Some(Command::CheckConfig { file }) => return check_config(&cli.flags, file.as_deref()),
     }
-    let config = match Config::load(cli.flags.config.as_deref(), &ProcessEnv, cli.flags.settings()) {
+    let config = match Config::load(
+        cli.flags.config_file().as_deref(),
+        &ProcessEnv,
+        cli.flags.settings(),
+    ) {
         Ok(c) => Arc::new(c),
         Err(e) => return invalid_config(&e),
     };
@@ -155,8 +167,10 @@ fn check_config(flags: &Flags, file: Option<&std::path::Path>) -> ExitCode {
         eprintln!("mongoplex: check-config: give the file as FILE or as --config, not both");
         return ExitCode::from(2);
     }
-    let file = file.or(flags.config.as_deref());
-    let checked = Layers::read(file, &ProcessEnv, flags.settings())
+    // FILE wins over MONGOPLEX_CONFIG, so that a candidate file can be checked inside
+    // the container that names the running one.
+    let file = file.map(PathBuf::from).or_else(|| flags.config_file());
+    let checked = Layers::read(file.as_deref(), &ProcessEnv, flags.settings())
         .map_err(ConfigError::from)
         .and_then(|layers| Config::validate(layers.merged()).map(|c| (layers, c)));
     let (layers, config) = match checked {
@@ -192,7 +206,7 @@ fn health(flags: &Flags, ready: bool, timeout_ms: u64) -> ExitCode {
             key.replace('_', "-")
         ));
     }
-    let admin = match Layers::read(flags.config.as_deref(), &ProcessEnv, flags.settings()) {
+    let admin = match Layers::read(flags.config_file().as_deref(), &ProcessEnv, flags.settings()) {
         Ok(layers) => layers.merged().admin,
         Err(e) => return fail(e.to_string()),
     };
