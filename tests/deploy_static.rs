@@ -252,7 +252,7 @@ fn kubernetes_manifests_agree_with_the_binary() {
 
     // Broken copies, each of which the cross-check must reject.
     type Break = fn(&mut Value);
-    let breaks: [(&str, Break); 5] = [
+    let breaks: [(&str, Break); 6] = [
         ("readiness path", |d| {
             let c = &mut d["spec"]["template"]["spec"]["initContainers"][0];
             c["readinessProbe"]["httpGet"]["path"] = "/readyz".into();
@@ -274,6 +274,10 @@ fn kubernetes_manifests_agree_with_the_binary() {
                 .as_array_mut()
                 .unwrap()
                 .push(serde_json::json!({"name": "MONGOPLEX_MIN_POOL_SIZE", "value": "500"}));
+        }),
+        ("memory limit below the buffer budget", |d| {
+            let c = &mut d["spec"]["template"]["spec"]["initContainers"][0];
+            c["resources"]["limits"]["memory"] = "64Mi".into();
         }),
         ("native sidecar without restartPolicy", |d| {
             let c = &mut d["spec"]["template"]["spec"]["initContainers"][0];

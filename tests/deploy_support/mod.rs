@@ -32,8 +32,10 @@ pub fn check_config(env: &[(String, String)]) -> Result<Report, String> {
         .output()
         .unwrap();
     if !out.status.success() {
+        // Names only: a value may be a secret.
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         return Err(format!(
-            "check-config refused {env:?}: {}",
+            "check-config refused (with {names:?}): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
@@ -297,6 +299,20 @@ pub fn check_deployment(
     let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     if grace <= shutdown_s + pre_stop {
         return Err(format!("terminationGracePeriodSeconds {grace} leaves no room for {pre_stop} s preStop + {shutdown_s} s shutdown"));
+    }
+    // The memory limit holds the buffer budget, or large messages get the pod killed.
+    let limit = s(proxy, &["resources", "limits", "memory"]).ok_or("no memory limit")?;
+    let limit_bytes = match limit.split_at(limit.len().saturating_sub(2)) {
+        (n, "Mi") => n.parse::<u64>().ok().map(|n| n << 20),
+        (n, "Gi") => n.parse::<u64>().ok().map(|n| n << 30),
+        _ => None,
+    }
+    .ok_or_else(|| format!("memory limit {limit}: write it in Mi or Gi"))?;
+    let budget = report["max_buffered_bytes"].0.parse::<u64>().unwrap();
+    if limit_bytes < budget + (32 << 20) {
+        return Err(format!(
+            "memory limit {limit} is below max_buffered_bytes {budget} + 32 MiB"
+        ));
     }
     let sc = &proxy["securityContext"];
     if sc["readOnlyRootFilesystem"] != Value::Bool(true) || sc["runAsNonRoot"] != Value::Bool(true) {
