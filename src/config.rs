@@ -3,6 +3,7 @@
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
 mod credential;
+pub mod layers;
 pub mod settings;
 mod tls;
 mod upstream_options;
@@ -134,16 +135,7 @@ fn socket_addr(field: &'static str, v: &str) -> Result<SocketAddr, ConfigError> 
 impl Config {
     /// Builds the configuration from an optional file, the environment and CLI flags.
     pub fn load(file: Option<&Path>, env: &dyn Env, cli: Settings) -> Result<Self, ConfigError> {
-        let file = match file {
-            Some(p) => Settings::from_file(p)?,
-            None => Settings::default(),
-        };
-        Self::validate(Self::merge(file, env, cli)?)
-    }
-
-    /// The file, environment and CLI layers merged, not yet validated.
-    pub fn merge(file: Settings, env: &dyn Env, cli: Settings) -> Result<Settings, ConfigError> {
-        Ok(file.overlay(Settings::from_env(env)?).overlay(cli))
+        Self::validate(layers::Layers::read(file, env, cli)?.merged())
     }
 
     /// [`Config::validate`], then for a `mongodb+srv` upstream the SRV and TXT lookups and

