@@ -37,7 +37,8 @@
 //! `mongodb+srv://` upstream, [`srv`] looks up the seeds at start-up and rescans them),
 //! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
 //! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
-//! shares). [`cli`] holds the binary's operator subcommands (`health`, `check-config`). Hostile input is bounded by [`memory`] (one budget for large messages and
+//! shares). [`cli`] holds the binary's operator subcommands (`health`, `check-config`,
+//! `top`). Hostile input is bounded by [`memory`] (one budget for large messages and
 //! replies), the client limits in [`server`] and [`session::refuse`], [`fdlimit`], and
 //! [`throttle`] (rate-limited logs of repeated events). There is no global state;
 //! shutdown is CancellationToken plus TaskTracker.

