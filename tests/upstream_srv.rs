@@ -430,32 +430,11 @@ async fn srv_rescans_follow_the_records_of_a_sharded_upstream() {
 /// given, and a plaintext server behind the same kind of URI is never used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_on_by_default_and_really_used() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let dir = common::peers::unique_temp_dir("srv-pki");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "srv test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut params = CertificateParams::new(vec!["db1.example.test".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let path = |n: &str| dir.join(n).to_str().unwrap().to_owned();
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(path("db.pem"), cert.pem()).unwrap();
-    std::fs::write(path("db.key"), key.serialize_pem()).unwrap();
+    let pki = common::pki::Pki::new();
+    let (cert, key, _) = pki.issue("db", &["db1.example.test", "127.0.0.1"], false);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
 
-    let tls_server = Secantus::start_tls(&[
-        "--tls-cert-file",
-        &path("db.pem"),
-        "--tls-key-file",
-        &path("db.key"),
-    ]);
+    let tls_server = Secantus::start_tls(&["--tls-cert-file", &path(&cert), "--tls-key-file", &path(&key)]);
     let plain = Secantus::start();
     let records = Records::default()
         .host("db1.example.test")
@@ -470,7 +449,7 @@ async fn tls_is_on_by_default_and_really_used() {
             plain.port(),
         );
     let dns = Dns::start(&records);
-    let ca_file = path("ca.pem");
+    let ca_file = path(&pki.ca_file());
     let settings = srv_settings(
         &format!("mongodb+srv://tls.example.test/?tlsCAFile={ca_file}"),
         &dns,
@@ -506,5 +485,4 @@ async fn tls_is_on_by_default_and_really_used() {
     assert!(seen.is_none(), "a plaintext server must not be used: {summary}");
     assert!(summary.contains("TLS"), "the member's error names TLS: {summary}");
     started.shutdown(Duration::from_secs(2)).await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
