@@ -380,3 +380,48 @@ async fn sighup_reloads_instead_of_terminating_and_changes_the_log_level() {
         proxy.log()
     );
 }
+
+/// Client timeouts are read per message from the config in force: a
+/// client_idle_timeout_ms set by POST /reload closes a client that then stays idle,
+/// where none was closed before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_idle_timeout_applies_after_a_reload() {
+    let upstream = Secantus::start();
+    let s = Arc::new(Setup::new(&upstream));
+    s.write("");
+    let _proxy = s.spawn();
+    let client = Client::with_uri_str(s.client_uri()).await.unwrap();
+    let admin_db = client.database("admin");
+    let ping = || admin_db.run_command(doc! { "ping": 1 });
+    ping().await.unwrap();
+    let idle_closed = |s: &Setup| {
+        metric(
+            s.admin,
+            "mongoplex_client_connections_closed_total",
+            &["reason=\"idle_timeout\""],
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s2 = s.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || idle_closed(&s2))
+            .await
+            .unwrap(),
+        0.0
+    );
+    s.write("client_idle_timeout_ms = 300\n");
+    let s2 = s.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || s2.reload()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body, "applied"), ["client_idle_timeout_ms"], "{body}");
+    // The next message reads the new timeout; then the client idles past it.
+    ping().await.unwrap();
+    let s2 = s.clone();
+    let closed = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(3), || idle_closed(&s2) >= 1.0);
+        idle_closed(&s2)
+    })
+    .await
+    .unwrap();
+    assert!(closed >= 1.0, "no client was closed for idling after the reload");
+}
