@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::config::layers::Layers;
-use crate::config::{Config, ConfigError, Env, Settings};
+use crate::config::{Config, ConfigError, Env, Settings, SettingsError};
 use crate::context::Context;
 
 /// The `result` label values of `mongoplex_config_reloads_total`.
@@ -169,13 +169,18 @@ impl Reloader {
                 self.commit(trigger, plan, config)
             }
             Err(e) => {
-                tracing::error!(trigger, error = %e, "configuration reload rejected; the running configuration stays in force");
+                let error = describe(&e);
+                tracing::error!(
+                    trigger,
+                    error,
+                    "configuration reload rejected; the running configuration stays in force"
+                );
                 Outcome {
                     result: "rejected",
                     trigger,
                     applied: Vec::new(),
                     needs_restart: Vec::new(),
-                    error: Some(e.to_string()),
+                    error: Some(error),
                 }
             }
         };
@@ -232,6 +237,32 @@ impl Reloader {
             error: None,
         }
     }
+}
+
+/// A rejected reload's reason, for the log and the `/reload` body. A TOML error's usual
+/// text quotes the offending line, which may hold a password (a typo next to
+/// `upstream = "mongodb://user:pw@..."`): keep its position, the key on that line and
+/// the message, not the line.
+fn describe(e: &ConfigError) -> String {
+    let ConfigError::Settings(SettingsError::Parse { path, source }) = e else {
+        return e.to_string();
+    };
+    let shown = source.to_string();
+    let position = shown.lines().next().unwrap_or("TOML parse error");
+    let key = source.span().and_then(|span| {
+        let text = std::fs::read_to_string(path).ok()?;
+        let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+        let line = text.get(start..)?.lines().next()?;
+        let key = line.split('=').next()?.trim();
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        plain.then(|| format!(" (key {key})"))
+    });
+    format!(
+        "invalid config file {}: {position}{}: {}",
+        path.display(),
+        key.unwrap_or_default(),
+        source.message()
+    )
 }
 
 #[cfg(test)]

@@ -245,6 +245,11 @@ async fn an_invalid_reload_keeps_the_old_config() {
         ("max_pool_size = 10\nmin_pool_size = 50\n", "min_pool_size"),
         ("max_pool_size = \"lots\"\n", "max_pool_size"),
         ("max_pool_size = 10\nno_such_setting = 1\n", "no_such_setting"),
+        // A syntax error on a line with a password: the position, not the line.
+        (
+            "upstream = \"mongodb://alice:hunter3@127.0.0.1:1/\" oops\n",
+            "line 6",
+        ),
     ];
     for (i, (text, needle)) in bad_files.iter().enumerate() {
         s.write(text);
@@ -257,6 +262,7 @@ async fn an_invalid_reload_keeps_the_old_config() {
             error.contains(needle),
             "{text}: the error should name {needle}: {body}"
         );
+        assert!(!error.contains("hunter3"), "a password in the answer: {body}");
         let s2 = s.clone();
         let (rejected, max) = tokio::task::spawn_blocking(move || (s2.reloads("rejected"), s2.pool_max()))
             .await
@@ -287,23 +293,24 @@ async fn an_invalid_reload_keeps_the_old_config() {
     proxy.signal("HUP");
     let s2 = s.clone();
     let rejected = tokio::task::spawn_blocking(move || {
-        eventually(Duration::from_secs(5), || s2.reloads("rejected") == 5.0);
+        eventually(Duration::from_secs(5), || s2.reloads("rejected") == 6.0);
         s2.reloads("rejected")
     })
     .await
     .unwrap();
-    assert_eq!(rejected, 5.0, "{}", proxy.log());
+    assert_eq!(rejected, 6.0, "{}", proxy.log());
     assert!(
         proxy.child.try_wait().unwrap().is_none(),
         "SIGHUP stopped the proxy"
     );
     assert_eq!(
         proxy.count_log("configuration reload rejected"),
-        5,
+        6,
         "{}",
         proxy.log()
     );
     assert!(!proxy.log().contains("hunter2"), "a password in the log");
+    assert!(!proxy.log().contains("hunter3"), "a password in the log");
     coll.find_one(doc! { "_id": 1 })
         .await
         .expect("the proxy serves on with the old config");
