@@ -87,6 +87,10 @@ pub struct Config {
     pub max_buffered_bytes: usize,
     pub compressors: Vec<Compressor>,
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: `/ready` answers 503 this long before the listener closes.
+    pub shutdown_delay: Duration,
+    /// `POST /reload` from non-loopback addresses.
+    pub allow_remote_reload: bool,
     pub max_app_labels: usize,
     pub failover: FailoverOptions,
     pub log_format: LogFormat,
@@ -353,6 +357,10 @@ impl Config {
             max_buffered_bytes: to_usize("max_buffered_bytes", s.max_buffered_bytes.unwrap_or(512 << 20))?,
             compressors,
             shutdown_timeout: ms(s.shutdown_timeout_ms.unwrap_or(10_000)),
+            // 0: a bare binary has no endpoints to leave, and Ctrl-C should stop it
+            // promptly. The Kubernetes manifests set 5000 (deploy/kubernetes).
+            shutdown_delay: ms(s.shutdown_delay_ms.unwrap_or(0)),
+            allow_remote_reload: s.allow_remote_reload.unwrap_or(false),
             max_app_labels: to_usize("max_app_labels", s.max_app_labels.unwrap_or(50))?.max(1),
             failover,
             log_format,

@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
 use crate::attempts::AttemptLedger;
 use crate::config::Config;
 use crate::failpoint::FailPoints;
@@ -15,7 +18,14 @@ use crate::topology::Topology;
 
 #[derive(Debug)]
 pub struct Context {
+    /// The configuration as started. A reload never changes it, so read from it only
+    /// settings that need a restart; read the others through [`Context::current`].
     pub config: Arc<Config>,
+    /// The configuration in force: the start-up one, then each accepted reload's
+    /// ([`crate::reload`]), whose settings that need a restart keep their start-up values.
+    pub live: watch::Sender<Arc<Config>>,
+    /// Cancelled on SIGTERM: `/ready` answers 503 from then on ([`crate::server::Proxy::drain`]).
+    pub draining: CancellationToken,
     pub topology: Topology,
     pub metrics: Metrics,
     pub requests: RequestMetrics,
@@ -38,7 +48,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Arc<Config>, topology: Topology, metrics: Metrics, pins: Arc<Pins>) -> Self {
+    pub fn new(
+        live: watch::Sender<Arc<Config>>,
+        topology: Topology,
+        metrics: Metrics,
+        pins: Arc<Pins>,
+    ) -> Self {
+        let config = live.borrow().clone();
         let requests = RequestMetrics::new(&metrics);
         let failpoints = config.enable_test_commands.then(FailPoints::default);
         let memory = MemoryBudget::new(config.max_buffered_bytes, metrics.buffered_bytes.clone());
@@ -48,6 +64,8 @@ impl Context {
         });
         Self {
             config,
+            live,
+            draining: CancellationToken::new(),
             topology,
             metrics,
             requests,
@@ -61,6 +79,11 @@ impl Context {
             memory,
             throttles: Throttles::default(),
         }
+    }
+
+    /// The configuration in force now (cheap: a read lock and an `Arc` clone).
+    pub fn current(&self) -> Arc<Config> {
+        self.live.borrow().clone()
     }
 
     pub fn next_connection_id(&self) -> i64 {

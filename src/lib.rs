@@ -36,9 +36,11 @@
 //! Around that: [`config`] (file → environment → CLI → validated `Arc<Config>`; for a
 //! `mongodb+srv://` upstream, [`srv`] looks up the seeds at start-up and rescans them),
 //! [`metrics`] (one struct of Prometheus handles, registry passed in), [`admin`]
-//! (`/metrics`, `/live`, `/ready`, `/status`), and [`context`] (the handles every session
-//! shares). [`cli`] holds the binary's operator subcommands (`health`, `check-config`,
-//! `top`). Hostile input is bounded by [`memory`] (one budget for large messages and
+//! (`/metrics`, `/live`, `/ready`, `/status`, `POST /reload`), [`reload`] (SIGHUP and
+//! `/reload`: which changed settings apply live, published on a `watch` in [`context`]),
+//! and [`context`] (the handles every session shares). [`cli`] holds the binary's
+//! operator subcommands (`health`, `check-config`, `top`). Hostile input is bounded by
+//! [`memory`] (one budget for large messages and
 //! replies), the client limits in [`server`] and [`session::refuse`], [`fdlimit`], and
 //! [`throttle`] (rate-limited logs of repeated events). There is no global state;
 //! shutdown is CancellationToken plus TaskTracker.
@@ -60,6 +62,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pins;
 pub mod pool;
+pub mod reload;
 pub mod retry;
 pub mod router;
 pub mod sdam;

@@ -1,5 +1,6 @@
-//! The `mongoplex` binary: parse flags, load configuration, run until SIGTERM/SIGINT;
-//! or one of the operator subcommands of [`mongoplex::cli`].
+//! The `mongoplex` binary: parse flags, load configuration, run until SIGTERM/SIGINT
+//! (reloading on SIGHUP), then drain; or one of the operator subcommands of
+//! [`mongoplex::cli`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use mongoplex::cli;
 use mongoplex::config::layers::Layers;
 use mongoplex::config::{Config, ConfigError, Env, LogFormat, ProcessEnv, Settings};
+use mongoplex::reload::{LogFilter, Reloader, Source};
 use mongoplex::server::Proxy;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// A MongoDB connection pooler: point your app at mongoplex instead of the database.
 #[derive(Debug, Parser)]
@@ -90,6 +93,10 @@ struct Flags {
     /// --enable-test-commands does. For drivers' test suites only.
     #[arg(long, global = true)]
     enable_test_commands: bool,
+    /// After SIGTERM, answer /ready with 503 for this long before closing the listener
+    /// [default: 0].
+    #[arg(long, global = true)]
+    shutdown_delay_ms: Option<u64>,
     /// Log format: text or json.
     #[arg(long, global = true)]
     log_format: Option<String>,
@@ -115,6 +122,7 @@ impl Flags {
             unix_socket: self.unix_socket.clone(),
             dns_server: self.dns_server.clone(),
             max_pool_size: self.max_pool_size,
+            shutdown_delay_ms: self.shutdown_delay_ms,
             enable_test_commands: self.enable_test_commands.then_some(true),
             log_format: self.log_format.clone(),
             log_level: self.log_level.clone(),
@@ -123,15 +131,42 @@ impl Flags {
     }
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+/// Installs the subscriber; the returned closure replaces its filter on a reload of
+/// `log_level`. `RUST_LOG`, when set, wins over `log_level` at start-up, and so a reload
+/// reports that it cannot change it rather than silently overriding the operator.
+fn init_tracing(config: &Config) -> LogFilter {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    fn setter<S: tracing::Subscriber>(
+        handle: tracing_subscriber::reload::Handle<EnvFilter, S>,
+        pinned: bool,
+    ) -> LogFilter {
+        Box::new(move |level: &str| {
+            if pinned {
+                return Err("RUST_LOG is set, and overrides log_level until a restart".into());
+            }
+            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
     match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let set = setter(builder.reload_handle(), pinned);
+            builder.init();
+            set
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let set = setter(builder.reload_handle(), pinned);
+            builder.init();
+            set
+        }
     }
 }
 
@@ -155,7 +190,14 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return invalid_config(&e),
     };
-    init_tracing(&config);
+    let log_filter = init_tracing(&config);
+    let source = Source {
+        file: cli.flags.config_file(),
+        env: Arc::new(ProcessEnv),
+        cli: cli.flags.settings(),
+        initial: settings.clone(),
+        log_filter: Some(log_filter),
+    };
     for w in &config.upstream.warnings {
         tracing::warn!(warning = %w, "upstream connection string");
     }
@@ -176,7 +218,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         // mongodb+srv: the seeds come from DNS, before any connection (seedlist spec).
         let config = if config.srv.is_some() {
             match Config::discover(settings).await {
@@ -193,8 +235,11 @@ fn main() -> ExitCode {
             let seeds: Vec<String> = config.seeds.iter().map(ToString::to_string).collect();
             tracing::info!(srv = %spec.srv_name(), seeds = %seeds.join(","), replica_set = ?config.replica_set, tls = config.connect.tls.is_some(), "mongodb+srv resolved");
         }
-        run(Arc::new(config)).await
-    })
+        run(Arc::new(config), source).await
+    });
+    // A second signal means now: do not wait for what is still running.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// Start-up's message and exit status for a configuration it will not run with.
@@ -302,9 +347,17 @@ fn top(flags: &Flags, interval_ms: u64, count: Option<u64>) -> ExitCode {
     }
 }
 
-async fn run(config: Arc<Config>) -> ExitCode {
-    let deadline = config.shutdown_timeout;
-    let proxy = match Proxy::start(config).await {
+async fn run(config: Arc<Config>, source: Source) -> ExitCode {
+    // Before start-up completes, so that a SIGHUP never finds the default action
+    // (terminate) in place.
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mongoplex: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let proxy = match Proxy::start_with(config, Some(source)).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -312,22 +365,61 @@ async fn run(config: Arc<Config>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
-    proxy.shutdown(deadline).await;
-    ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let reloader = proxy.reloader.clone();
+    let first = signals.stop(reloader.as_ref()).await;
+    // Read now: a reload may have changed them.
+    let config = proxy.ctx.current();
+    tracing::info!(
+        signal = first,
+        shutdown_delay_ms = config.shutdown_delay.as_millis(),
+        shutdown_timeout_ms = config.shutdown_timeout.as_millis(),
+        "draining: /ready answers 503; the listener closes after shutdown_delay_ms"
+    );
+    proxy.drain();
+    let drain = async move {
+        tokio::time::sleep(config.shutdown_delay).await;
+        proxy.shutdown(config.shutdown_timeout).await;
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = drain => ExitCode::SUCCESS,
+        second = signals.stop(reloader.as_ref()) => {
+            tracing::warn!(signal = second, "second signal during the drain: exiting at once");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM and SIGINT stop; SIGHUP reloads.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT and names it; each SIGHUP meanwhile reloads.
+    async fn stop(&mut self, reloader: Option<&Arc<Reloader>>) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => match reloader {
+                    Some(r) => {
+                        let r = r.clone();
+                        // The outcome is logged by the reload itself.
+                        let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+                    }
+                    None => tracing::warn!("SIGHUP: this proxy cannot reload"),
+                },
+            }
+        }
     }
 }

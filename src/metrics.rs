@@ -116,6 +116,8 @@ pub struct Metrics {
     pub heartbeat_failures: IntCounterVec,
     /// SRV rescans of a `mongodb+srv` upstream, by result ([`crate::srv::poll::RESULTS`]).
     pub srv_lookups: IntCounterVec,
+    /// Live reloads (SIGHUP, `POST /reload`), by result ([`crate::reload::RESULTS`]).
+    pub config_reloads: IntCounterVec,
     // Failover.
     pub retries: IntCounterVec,
     pub implicit_aborts: IntCounterVec,
@@ -339,6 +341,12 @@ impl Metrics {
                 "SRV rescans of a mongodb+srv upstream, by result.",
                 &["result"],
             ),
+            config_reloads: counter_vec(
+                r,
+                "mongoplex_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /reload), by result.",
+                &["result"],
+            ),
             retries: counter_vec(
                 r,
                 "mongoplex_retries_total",
@@ -412,6 +420,9 @@ impl Metrics {
         }
         for reason in REJECT_REASONS {
             m.client_rejected.with_label_values(&[*reason]);
+        }
+        for result in crate::reload::RESULTS {
+            m.config_reloads.with_label_values(&[*result]);
         }
         m
     }

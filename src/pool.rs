@@ -33,7 +33,6 @@ pub struct Pool {
 #[derive(Debug)]
 struct Inner {
     address: ServerAddress,
-    opts: PoolOptions,
     connect: ConnectOptions,
     /// All pool bookkeeping; held only for short, non-async sections.
     state: Mutex<State>,
@@ -59,9 +58,8 @@ impl Pool {
     ) -> Self {
         let inner = Inner {
             address,
-            opts,
             connect,
-            state: Mutex::new(State::new()),
+            state: Mutex::new(State::new(opts)),
             next_id: AtomicU64::new(1),
             metrics,
             interrupt: Mutex::new(CancellationToken::new()),
@@ -77,8 +75,28 @@ impl Pool {
         &self.inner.address
     }
 
-    pub fn options(&self) -> &PoolOptions {
-        &self.inner.opts
+    /// The options in force (a reload may have changed them since [`Pool::new`]).
+    pub fn options(&self) -> PoolOptions {
+        self.inner.lock().opts
+    }
+
+    /// New sizes and timeouts from a reload, for checkouts from now on. Checked-out
+    /// connections are never interrupted: if maxPoolSize went down, parked connections
+    /// above it close now and returning ones close until the pool fits (reason
+    /// `resized`); if it went up, waiters are granted the new room at once.
+    pub fn set_options(&self, opts: PoolOptions) {
+        let excess = {
+            let mut st = self.inner.lock();
+            if st.opts == opts {
+                return;
+            }
+            st.opts = opts;
+            let excess = st.take_excess();
+            self.inner.grant_waiters(&mut st);
+            excess
+        };
+        tracing::info!(address = %self.inner.address, max_pool_size = opts.max_size, min_pool_size = opts.min_size, max_connecting = opts.max_connecting, closing = excess.len(), "pool options reloaded");
+        self.inner.close_all(excess, "resized");
     }
 
     /// The server's last refusal of the proxy's credential, while no login has
@@ -119,24 +137,30 @@ impl Pool {
         started: Instant,
         budget: Option<Instant>,
     ) -> Result<PooledConn, CheckoutError> {
-        let queue_deadline = started + self.inner.opts.wait_queue_timeout;
-        let deadline = budget.map_or(queue_deadline, |b| b.min(queue_deadline));
+        // Fixed on the first pass, under the lock that already guards waitQueueTimeoutMS
+        // (a reload may change it): the end of the wait, and whether it is the budget's.
+        let mut bound: Option<(Instant, bool)> = None;
         // The first pass reuses the caller's clock reading; later passes (after a wait or
         // a dead parked connection) read it again.
         let mut now = started;
         loop {
-            let (grant, discard) = {
+            let (grant, discard, (deadline, budget_ends)) = {
                 let mut st = self.inner.lock();
                 self.inner.usable(&st)?;
-                let discard = st.pop_perished(&self.inner.opts, now);
-                let grant = st.try_grant(&self.inner.opts);
+                let bound = *bound.get_or_insert_with(|| {
+                    let queue = started + st.opts.wait_queue_timeout;
+                    let deadline = budget.map_or(queue, |b| b.min(queue));
+                    (deadline, deadline != queue)
+                });
+                let discard = st.pop_perished(now);
+                let grant = st.try_grant();
                 self.inner.publish(&st);
-                (grant, discard)
+                (grant, discard, bound)
             };
             self.inner.close_all(discard, "stale");
             let grant = match grant {
                 Some(g) => g,
-                None => self.wait(deadline, started, deadline != queue_deadline).await?,
+                None => self.wait(deadline, started, budget_ends).await?,
             };
             if let Some(conn) = self.inner.take_grant(grant, budget).await? {
                 let interrupt = self
@@ -191,7 +215,7 @@ impl Pool {
                         doing: "waiting for a connection to",
                     });
                 }
-                let o = &self.inner.opts;
+                let o = st.opts;
                 Err(CheckoutError::Timeout {
                     address: self.inner.address.clone(),
                     waited_ms: started.elapsed().as_millis(),
@@ -382,7 +406,7 @@ impl Inner {
             if tx.is_closed() {
                 continue;
             }
-            let Some(grant) = st.try_grant(&self.opts) else {
+            let Some(grant) = st.try_grant() else {
                 st.waiters.push_front(tx);
                 break;
             };
@@ -404,12 +428,14 @@ impl Inner {
             Some("error")
         } else if conn.generation != st.generation {
             Some("stale")
-        } else if self
+        } else if st
             .opts
             .max_lifetime
             .is_some_and(|l| now.duration_since(conn.created) >= l)
         {
             Some("lifetime")
+        } else if st.over_size() {
+            Some("resized")
         } else {
             None
         };

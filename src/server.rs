@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,6 +17,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::pins::Pins;
+use crate::reload::{Reloader, Source};
 use crate::session::refuse::RefusalSlot;
 use crate::session::{self, ClientStream};
 use crate::topology::Topology;
@@ -26,6 +28,8 @@ pub struct Proxy {
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     pub registry: Registry,
+    /// Present when started with a [`crate::reload::Source`] (the binary is).
+    pub reloader: Option<Arc<Reloader>>,
     accept_cancel: CancellationToken,
     session_cancel: CancellationToken,
     background_cancel: CancellationToken,
@@ -43,8 +47,15 @@ impl Drop for ClientSlot {
 }
 
 impl Proxy {
-    /// Binds the listeners and starts monitors, pools and the admin endpoint.
+    /// Binds the listeners and starts monitors, pools and the admin endpoint; with no
+    /// reload source (`POST /reload` answers that it cannot reload).
     pub async fn start(config: Arc<Config>) -> std::io::Result<Self> {
+        Self::start_with(config, None).await
+    }
+
+    /// [`Proxy::start`], able to reload from `source` (SIGHUP, `POST /reload`).
+    pub async fn start_with(config: Arc<Config>, source: Option<Source>) -> std::io::Result<Self> {
+        let live = watch::Sender::new(config.clone());
         let registry = Registry::new();
         let metrics = Metrics::new(&registry, config.max_app_labels);
         let background = TaskTracker::new();
@@ -54,7 +65,7 @@ impl Proxy {
             metrics.pinned_transactions.clone(),
         ));
         let topology = Topology::start(
-            config.clone(),
+            live.subscribe(),
             metrics.clone(),
             pins.clone(),
             background.clone(),
@@ -75,7 +86,8 @@ impl Proxy {
             };
             background.spawn(poller.run(background_cancel.clone()));
         }
-        let ctx = Arc::new(Context::new(config.clone(), topology, metrics, pins));
+        let ctx = Arc::new(Context::new(live, topology, metrics, pins));
+        let reloader = source.map(|s| Arc::new(Reloader::new(s, ctx.clone())));
         if let crate::fdlimit::Capacity::Descriptors { clients, soft } = ctx.client_capacity {
             tracing::warn!(
                 max_client_connections = config.max_client_connections,
@@ -107,7 +119,8 @@ impl Proxy {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 let local = listener.local_addr()?;
-                let app = crate::admin::router(ctx.clone(), registry.clone());
+                let app = crate::admin::router(ctx.clone(), registry.clone(), reloader.clone())
+                    .into_make_service_with_connect_info::<SocketAddr>();
                 let cancel = background_cancel.clone();
                 background.spawn(async move {
                     let serve = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
@@ -126,6 +139,7 @@ impl Proxy {
             admin_addr,
             ctx,
             registry,
+            reloader,
             accept_cancel,
             session_cancel,
             background_cancel,
@@ -134,8 +148,25 @@ impl Proxy {
         })
     }
 
+    /// Re-reads the configuration ([`crate::reload`]); `None` when started without a
+    /// reload source.
+    pub async fn reload(&self, trigger: &'static str) -> Option<crate::reload::Outcome> {
+        let reloader = self.reloader.clone()?;
+        tokio::task::spawn_blocking(move || reloader.reload(trigger))
+            .await
+            .ok()
+    }
+
+    /// The first step of a drain: `/ready` answers 503 from now on, while the listeners
+    /// keep accepting, so that load balancers stop sending clients before they would be
+    /// refused ([`Proxy::shutdown`] closes the listeners).
+    pub fn drain(&self) {
+        self.ctx.draining.cancel();
+    }
+
     /// Graceful shutdown: returns once everything has stopped or `deadline` passed.
     pub async fn shutdown(self, deadline: Duration) {
+        self.ctx.draining.cancel();
         tracing::info!("shutting down: no longer accepting clients");
         self.accept_cancel.cancel();
         self.session_cancel.cancel();

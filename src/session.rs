@@ -162,8 +162,11 @@ impl Session {
             return Ok(f);
         }
         let max = self.max_message();
-        let deadline = self.ctx.config.client_read_timeout;
-        let idle = self.ctx.config.client_idle_timeout;
+        // Read per message: a reload may change them ([`crate::reload`]).
+        let (deadline, idle) = {
+            let c = self.ctx.current();
+            (c.client_read_timeout, c.client_idle_timeout)
+        };
         // The reader holds no buffer between messages (the first read of one goes to the
         // stack), so a parked client costs only its socket and this session. Once a
         // message has begun, a stalled sender must not hold its buffer forever; the timer
@@ -378,7 +381,7 @@ impl Session {
         // A client that stops reading must not hold its reply (and this session) forever.
         // The bound is on the whole rest of the reply, as a client that reads a trickle
         // holds it just the same.
-        let limit = self.ctx.config.client_write_timeout;
+        let limit = self.ctx.current().client_write_timeout;
         match tokio::time::timeout(limit, self.io.write_all(&bytes[sent..])).await {
             Ok(r) => r.map_err(|_| End::Io),
             Err(_) => {

@@ -67,7 +67,9 @@ pub struct Topology {
 
 #[derive(Debug)]
 struct Inner {
-    config: Arc<Config>,
+    /// The configuration in force; a reload replaces it ([`crate::reload`]). Read it per
+    /// use (selection timeouts, failover limits, new members' pool options).
+    live: watch::Receiver<Arc<Config>>,
     metrics: Metrics,
     pins: Arc<Pins>,
     /// Monotonic origin for the SDAM state machine's clock.
@@ -81,6 +83,15 @@ struct Inner {
     cancel: CancellationToken,
 }
 
+/// The long-poll pool's options: its own size, no minimum, the main pool's timeouts.
+fn long_poll_options(config: &Config) -> crate::pool::PoolOptions {
+    crate::pool::PoolOptions {
+        max_size: config.long_poll_pool_size,
+        min_size: 0,
+        ..config.pool
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -88,12 +99,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Topology {
     /// Starts monitors and pools for the configured seeds.
     pub fn start(
-        config: Arc<Config>,
+        live: watch::Receiver<Arc<Config>>,
         metrics: Metrics,
         pins: Arc<Pins>,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, crate::sdam::SettingsError> {
+        let config = live.borrow().clone();
         let mut settings = TopologySettings::new(config.seeds.clone());
         settings.replica_set = config.replica_set.clone();
         settings.direct_connection = config.direct_connection;
@@ -106,7 +118,7 @@ impl Topology {
         };
         let inner = Arc::new(Inner {
             failover: failover::Failover::new(&metrics),
-            config,
+            live,
             metrics,
             pins,
             epoch: Instant::now(),
@@ -414,13 +426,14 @@ impl Topology {
     /// The configured connect options with the shared upstream byte counters, for every
     /// connection this topology opens (pools and monitors).
     pub(crate) fn connect_options(&self) -> crate::upstream::ConnectOptions {
-        let mut opts = self.inner.config.connect.clone();
+        let mut opts = self.config().connect.clone();
         opts.wire_metrics = Some(self.inner.metrics.upstream_wire.clone());
         opts
     }
 
     fn add_member(&self, address: ServerAddress) {
         let i = &self.inner;
+        let config = self.config();
         let mut members = lock(&i.members);
         if members.contains_key(&address) {
             return;
@@ -429,21 +442,17 @@ impl Topology {
         i.metrics
             .pool_max_size
             .with_label_values(&[label.as_str()])
-            .set(i64::try_from(i.config.pool.max_size).unwrap_or(0));
+            .set(i64::try_from(config.pool.max_size).unwrap_or(0));
         let pool = Pool::new(
             address.clone(),
-            i.config.pool.clone(),
+            config.pool,
             self.connect_options(),
             i.metrics.pool(&label),
         );
         let cancel = i.cancel.child_token();
         pool.spawn_maintenance(&i.tracker, cancel.clone());
-        let long_poll = (i.config.long_poll_pool_size > 0).then(|| {
-            let options = crate::pool::PoolOptions {
-                max_size: i.config.long_poll_pool_size,
-                min_size: 0,
-                ..i.config.pool.clone()
-            };
+        let long_poll = (config.long_poll_pool_size > 0).then(|| {
+            let options = long_poll_options(&config);
             // Its own series (member label "<host:port>/long-poll"), so that the main
             // pool's gauges keep meaning what they say.
             let label = format!("{label}/long-poll");
@@ -504,8 +513,27 @@ impl Topology {
         Some(plan)
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration in force now.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.inner.live.borrow().clone()
+    }
+
+    /// Applies a reloaded configuration's pool options to every member's pools (new
+    /// members read [`Topology::config`] when they are added).
+    pub fn reconfigure(&self) {
+        let config = self.config();
+        let i = &self.inner;
+        for (address, m) in lock(&i.members).iter() {
+            m.pool.set_options(config.pool);
+            let label = address.to_string();
+            i.metrics
+                .pool_max_size
+                .with_label_values(&[label.as_str()])
+                .set(i64::try_from(config.pool.max_size).unwrap_or(0));
+            if let Some(p) = &m.long_poll {
+                p.set_options(long_poll_options(&config));
+            }
+        }
     }
 
     pub(crate) fn cancelled(&self) -> &CancellationToken {

@@ -71,6 +71,8 @@ pub fn effective(key: &str, c: &Config, merged: &Settings) -> Result<Value, Stri
             Some(serde_json::Value::from(names).to_string())
         }
         "shutdown_timeout_ms" => ms(c.shutdown_timeout),
+        "shutdown_delay_ms" => ms(c.shutdown_delay),
+        "allow_remote_reload" => Some(c.allow_remote_reload.to_string()),
         "max_app_labels" => num(c.max_app_labels),
         "failover_buffer_window_ms" => ms(c.failover.buffer_window),
         "failover_max_duration_ms" => ms(c.failover.max_duration),

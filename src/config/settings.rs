@@ -49,6 +49,12 @@ pub struct Settings {
     pub max_buffered_bytes: Option<u64>,
     pub compressors: Option<Vec<String>>,
     pub shutdown_timeout_ms: Option<u64>,
+    /// After SIGTERM, how long `/ready` answers 503 while the listener still accepts, so
+    /// that load balancers and Kubernetes endpoints stop sending clients first.
+    pub shutdown_delay_ms: Option<u64>,
+    /// Accept `POST /reload` from any address that reaches the admin port, not only
+    /// loopback.
+    pub allow_remote_reload: Option<bool>,
     pub max_app_labels: Option<u64>,
 
     pub failover_buffer_window_ms: Option<u64>,
@@ -93,6 +99,8 @@ macro_rules! for_each_field {
         $m!(max_buffered_bytes, u64);
         $m!(compressors, list);
         $m!(shutdown_timeout_ms, u64);
+        $m!(shutdown_delay_ms, u64);
+        $m!(allow_remote_reload, bool);
         $m!(max_app_labels, u64);
         $m!(failover_buffer_window_ms, u64);
         $m!(failover_max_duration_ms, u64);
@@ -216,6 +224,32 @@ impl Settings {
         }
         for_each_field!(check);
         false
+    }
+
+    /// The keys whose values differ between `self` and `other`, in declaration order.
+    pub fn changed_keys(&self, other: &Settings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! diff {
+            ($field:ident, $kind:ident) => {
+                if self.$field != other.$field {
+                    changed.push(stringify!($field));
+                }
+            };
+        }
+        for_each_field!(diff);
+        changed
+    }
+
+    /// Sets `key` (a name from [`Settings::keys`]) to its value in `from`, set or not.
+    pub fn copy_key(&mut self, from: &Settings, key: &str) {
+        macro_rules! copy {
+            ($field:ident, $kind:ident) => {
+                if key == stringify!($field) {
+                    self.$field = from.$field.clone();
+                }
+            };
+        }
+        for_each_field!(copy);
     }
 
     /// Overlays `top` on `self`: every field set in `top` wins.

@@ -28,7 +28,7 @@ fn evict(pool: &Pool) {
     let (idle_timeout, dead) = {
         let mut st = inner.lock();
         let now = Instant::now();
-        let mut dead = st.take_perished(&inner.opts, now);
+        let mut dead = st.take_perished(now);
         // Parked connections the server closed (EOF) or that sent unsolicited bytes.
         let (alive, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut st.idle)
             .into_iter()
@@ -57,10 +57,10 @@ async fn fill(pool: &Pool, cancel: &CancellationToken) {
     loop {
         let grant = {
             let mut st = inner.lock();
-            if !st.ready || st.closed || st.total >= inner.opts.min_size || !st.waiters.is_empty() {
+            if !st.ready || st.closed || st.total >= st.opts.min_size || !st.waiters.is_empty() {
                 return;
             }
-            match st.try_grant(&inner.opts) {
+            match st.try_grant() {
                 Some(Grant::Connect) => Grant::Connect,
                 Some(other) => {
                     st.undo_grant(other);

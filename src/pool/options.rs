@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::address::ServerAddress;
 use crate::upstream::UpstreamError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
     /// 0 means no limit, as in the CMAP spec.
     pub max_size: usize,

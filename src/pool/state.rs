@@ -19,6 +19,9 @@ pub(super) enum Grant {
 
 #[derive(Debug)]
 pub(super) struct State {
+    /// Under the lock with the counts it bounds, so that a reload's new sizes
+    /// ([`super::Pool::set_options`]) and each grant decision see one another in order.
+    pub opts: PoolOptions,
     /// Parked connections, most recently used last (reused first: it is warmest).
     pub idle: Vec<UpstreamConn>,
     /// Idle + in use + connecting; bounded by maxPoolSize.
@@ -46,8 +49,9 @@ pub struct PoolSnapshot {
 }
 
 impl State {
-    pub fn new() -> Self {
+    pub fn new(opts: PoolOptions) -> Self {
         Self {
+            opts,
             idle: Vec::new(),
             total: 0,
             in_use: 0,
@@ -60,17 +64,34 @@ impl State {
         }
     }
 
-    fn has_room(&self, opts: &PoolOptions) -> bool {
+    fn has_room(&self) -> bool {
+        let opts = &self.opts;
         (opts.max_size == 0 || self.total < opts.max_size) && self.connecting < opts.max_connecting.max(1)
     }
 
+    /// More connections than maxPoolSize allows: a reload lowered it.
+    pub fn over_size(&self) -> bool {
+        self.opts.max_size != 0 && self.total > self.opts.max_size
+    }
+
+    /// Takes parked connections, oldest first, until the pool fits maxPoolSize again.
+    /// The caller closes them outside the lock.
+    pub fn take_excess(&mut self) -> Vec<UpstreamConn> {
+        let mut excess = Vec::new();
+        while self.over_size() && !self.idle.is_empty() {
+            excess.push(self.idle.remove(0));
+            self.total -= 1;
+        }
+        excess
+    }
+
     /// A grant for the front of the queue: a parked connection first, else a slot.
-    pub fn try_grant(&mut self, opts: &PoolOptions) -> Option<Grant> {
+    pub fn try_grant(&mut self) -> Option<Grant> {
         if let Some(conn) = self.idle.pop() {
             self.in_use += 1;
             return Some(Grant::Conn(conn));
         }
-        if self.has_room(opts) {
+        if self.has_room() {
             self.total += 1;
             self.connecting += 1;
             return Some(Grant::Connect);
@@ -94,9 +115,10 @@ impl State {
 
     /// Removes parked connections that are too old, idle too long, of an old
     /// generation, or visibly dead. The caller closes them outside the lock.
-    pub fn take_perished(&mut self, opts: &PoolOptions, now: Instant) -> Vec<UpstreamConn> {
+    pub fn take_perished(&mut self, now: Instant) -> Vec<UpstreamConn> {
         let generation = self.generation;
-        let dead = |c: &UpstreamConn| perished(c, generation, opts, now);
+        let opts = self.opts;
+        let dead = |c: &UpstreamConn| perished(c, generation, &opts, now);
         if !self.idle.iter().any(dead) {
             return Vec::new();
         }
@@ -109,9 +131,10 @@ impl State {
     /// Pops perished connections off the top of the idle stack, the end a checkout takes
     /// from, so the connection it is granted is fresh. Only the top is examined (O(1) in
     /// the common case); older parked connections are left to maintenance.
-    pub fn pop_perished(&mut self, opts: &PoolOptions, now: Instant) -> Vec<UpstreamConn> {
+    pub fn pop_perished(&mut self, now: Instant) -> Vec<UpstreamConn> {
         let mut dead = Vec::new();
-        while let Some(conn) = self.idle.pop_if(|c| perished(c, self.generation, opts, now)) {
+        let (generation, opts) = (self.generation, self.opts);
+        while let Some(conn) = self.idle.pop_if(|c| perished(c, generation, &opts, now)) {
             dead.push(conn);
         }
         self.total -= dead.len();
@@ -141,4 +164,41 @@ fn perished(c: &UpstreamConn, generation: u32, opts: &PoolOptions, now: Instant)
         || opts
             .max_lifetime
             .is_some_and(|t| now.duration_since(c.created) >= t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload changes `opts` under the lock: room and excess follow the new sizes.
+    #[test]
+    fn room_and_excess_follow_reloaded_sizes() {
+        let opts = |max_size, max_connecting| PoolOptions {
+            max_size,
+            max_connecting,
+            ..PoolOptions::default()
+        };
+        // (max_size, max_connecting, total, connecting) -> (a slot is granted, over size)
+        let cases = [
+            ((2, 2, 1, 0), (true, false)),
+            ((2, 2, 2, 0), (false, false)),
+            ((6, 2, 2, 0), (true, false)),
+            ((6, 2, 3, 2), (false, false)),
+            ((3, 2, 6, 0), (false, true)),
+            ((0, 2, 500, 0), (true, false)),
+        ];
+        for ((max, connecting_max, total, connecting), want) in cases {
+            let mut st = State::new(opts(max, connecting_max));
+            st.total = total;
+            st.connecting = connecting;
+            let over = st.over_size();
+            let granted = st.try_grant();
+            assert_eq!(
+                (granted.is_some(), over),
+                want,
+                "max {max} total {total} connecting {connecting}"
+            );
+            assert!(st.take_excess().is_empty(), "nothing parked, nothing to close");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! a one-line-per-module file merges cleanly. Put the code in the module's own file.
 
 pub mod auth;
+pub mod binary;
 pub mod bystander;
 pub mod dnsmasq;
 pub mod failpoint;

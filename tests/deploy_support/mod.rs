@@ -296,9 +296,12 @@ pub fn check_deployment(
         .pointer("/lifecycle/preStop/sleep/seconds")
         .and_then(Value::as_u64)
         .unwrap_or(0);
+    // The drain: /ready goes false, the listener stays open for shutdown_delay_ms, then
+    // in-flight requests get shutdown_timeout_ms. All of it must end before the SIGKILL.
+    let delay_s = report["shutdown_delay_ms"].0.parse::<u64>().unwrap() / 1000;
     let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-    if grace <= shutdown_s + pre_stop {
-        return Err(format!("terminationGracePeriodSeconds {grace} leaves no room for {pre_stop} s preStop + {shutdown_s} s shutdown"));
+    if grace <= shutdown_s + delay_s + pre_stop {
+        return Err(format!("terminationGracePeriodSeconds {grace} leaves no room for {pre_stop} s preStop + {delay_s} s shutdown_delay_ms + {shutdown_s} s shutdown"));
     }
     // The memory limit holds the buffer budget, or large messages get the pod killed.
     let limit = s(proxy, &["resources", "limits", "memory"]).ok_or("no memory limit")?;
