@@ -2,6 +2,7 @@
 //! by command-line flags, then validated into an immutable [`Config`] shared as an `Arc`.
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
+pub mod client_auth;
 mod credential;
 pub mod layers;
 pub mod settings;
@@ -91,6 +92,10 @@ pub struct Config {
     pub failover: FailoverOptions,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Whether clients authenticate to the proxy, and against what.
+    pub client_auth: client_auth::ClientAuth,
+    /// Which commands clients may send ([`crate::command::policy`]).
+    pub command_policy: crate::command::policy::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +310,7 @@ impl Config {
                 "must not exceed failover_max_duration_ms",
             ));
         }
+        let (client_auth, command_policy) = client_auth::resolve(&s)?;
         let app_name = s
             .app_name
             .clone()
@@ -357,6 +363,8 @@ impl Config {
             failover,
             log_format,
             log_level: s.log_level.clone().unwrap_or_else(|| "info".into()),
+            client_auth,
+            command_policy,
             upstream_redacted: redact(&uri_text),
             upstream,
         })

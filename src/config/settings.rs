@@ -58,6 +58,15 @@ pub struct Settings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 
+    /// Whether clients authenticate to the proxy: off, file (or upstream, not built yet).
+    pub client_auth: Option<String>,
+    /// The SCRAM secrets of `client_auth = "file"` (written by `mongoplex user add`).
+    pub client_users_file: Option<PathBuf>,
+    /// Commands let through whatever the command policy's default says.
+    pub command_allow: Option<Vec<String>>,
+    /// Commands refused whatever the command policy's default says.
+    pub command_deny: Option<Vec<String>>,
+
     /// `configureFailPoint` answered by the proxy itself, as mongos's
     /// `--enable-test-commands` does (for drivers' test suites; never in production).
     pub enable_test_commands: Option<bool>,
@@ -100,6 +109,10 @@ macro_rules! for_each_field {
         $m!(log_format, str);
         $m!(log_level, str);
         $m!(enable_test_commands, bool);
+        $m!(client_auth, str);
+        $m!(client_users_file, path);
+        $m!(command_allow, list);
+        $m!(command_deny, list);
     };
 }
 
