@@ -63,13 +63,19 @@ fn requests(proxy: &TestProxy, command: &str) -> f64 {
 }
 
 fn code(e: &mongodb::error::Error) -> Option<i32> {
+    // The driver wraps a failed login's server error in an Authentication error; the
+    // code is the server's (here the proxy's), never one the driver made up.
     match &*e.kind {
         mongodb::error::ErrorKind::Command(c) => Some(c.code),
-        mongodb::error::ErrorKind::Authentication { message, .. } => {
-            // The driver folds the server's error into a message; its code is in it.
-            message.contains("Authentication failed").then_some(18)
+        _ => {
+            let source = std::error::Error::source(e)?;
+            match source.downcast_ref::<mongodb::error::Error>() {
+                Some(inner) => code(inner),
+                None => source
+                    .downcast_ref::<Box<mongodb::error::Error>>()
+                    .and_then(|b| code(b)),
+            }
         }
-        _ => None,
     }
 }
 
