@@ -3,6 +3,7 @@
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
 pub mod client_auth;
+pub mod client_tls;
 mod credential;
 pub mod layers;
 pub mod settings;
@@ -96,6 +97,8 @@ pub struct Config {
     pub client_auth: client_auth::ClientAuth,
     /// Which commands clients may send ([`crate::command::policy`]).
     pub command_policy: crate::command::policy::Policy,
+    /// TLS on the client listener (TCP; the unix socket stays plaintext).
+    pub client_tls: Option<client_tls::ClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +314,7 @@ impl Config {
             ));
         }
         let (client_auth, command_policy) = client_auth::resolve(&s)?;
+        let client_tls = client_tls::resolve(&s)?;
         let app_name = s
             .app_name
             .clone()
@@ -365,6 +369,7 @@ impl Config {
             log_level: s.log_level.clone().unwrap_or_else(|| "info".into()),
             client_auth,
             command_policy,
+            client_tls,
             upstream_redacted: redact(&uri_text),
             upstream,
         })

@@ -80,6 +80,9 @@ pub struct Session {
 
 /// Serves one client until it disconnects or shutdown begins between requests.
 pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: CancellationToken) {
+    let Some(io) = tls_handshake(&ctx, io, &peer).await else {
+        return;
+    };
     let connection_id = ctx.next_connection_id();
     let span = tracing::info_span!("client", peer = %peer, id = connection_id, app = tracing::field::Empty);
     let unknown: Arc<str> = Arc::from(crate::metrics::apps::UNKNOWN);
@@ -100,6 +103,28 @@ pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: Ca
         span,
     };
     session.run().await;
+}
+
+/// With `tls_cert_file`, a TCP client must open with a TLS handshake, within
+/// `client_read_timeout`; a plaintext client or a failed handshake is closed.
+async fn tls_handshake(ctx: &Context, io: ClientStream, peer: &str) -> Option<ClientStream> {
+    let Some(tls) = &ctx.config.client_tls else {
+        return Some(io);
+    };
+    let tcp = match io {
+        ClientStream::Tcp(tcp) => tcp,
+        other => return Some(other),
+    };
+    match tokio::time::timeout(ctx.config.client_read_timeout, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(ClientStream::Tls(Box::new(stream))),
+        Ok(Err(e)) => {
+            if let Some(held_back) = ctx.throttles.client_protocol.admit() {
+                tracing::warn!(%peer, error = %e, held_back, "closing client: TLS handshake failed (plaintext clients are refused when tls_cert_file is set)");
+            }
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 impl Session {
@@ -400,7 +425,17 @@ impl Session {
         // The bound is on the whole rest of the reply, as a client that reads a trickle
         // holds it just the same.
         let limit = self.ctx.config.client_write_timeout;
-        match tokio::time::timeout(limit, self.io.write_all(&bytes[sent..])).await {
+        let buffered = self.io.buffered();
+        let io = &mut self.io;
+        let rest = &bytes[sent..];
+        let send = async move {
+            io.write_all(rest).await?;
+            if buffered {
+                io.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(limit, send).await {
             Ok(r) => r.map_err(|_| End::Io),
             Err(_) => {
                 tracing::warn!(parent: &self.span, unsent = bytes.len() - sent, timeout_ms = limit.as_millis(), "closing client: it stopped reading its reply");

@@ -94,6 +94,19 @@ pub fn effective(key: &str, c: &Config, merged: &Settings) -> Result<Value, Stri
         },
         "command_allow" => Some(serde_json::Value::from(c.command_policy.allow.clone()).to_string()),
         "command_deny" => Some(serde_json::Value::from(c.command_policy.deny.clone()).to_string()),
+        "tls_cert_file" => c
+            .client_tls
+            .as_ref()
+            .and_then(|t| text(&t.cert_file.display().to_string())),
+        "tls_key_file" => merged
+            .tls_key_file
+            .as_ref()
+            .and_then(|p| text(&p.display().to_string())),
+        "tls_ca_file" => c
+            .client_tls
+            .as_ref()
+            .and_then(|t| t.ca_file.as_ref())
+            .and_then(|p| text(&p.display().to_string())),
         other => return Err(format!("check-config does not know the setting {other:?}")),
     })
 }

@@ -67,6 +67,12 @@ pub struct Settings {
     /// Commands refused whatever the command policy's default says.
     pub command_deny: Option<Vec<String>>,
 
+    /// TLS on the client listener: its certificate chain (PEM) and key.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Clients must present a certificate signed by this CA (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+
     /// `configureFailPoint` answered by the proxy itself, as mongos's
     /// `--enable-test-commands` does (for drivers' test suites; never in production).
     pub enable_test_commands: Option<bool>,
@@ -113,6 +119,9 @@ macro_rules! for_each_field {
         $m!(client_users_file, path);
         $m!(command_allow, list);
         $m!(command_deny, list);
+        $m!(tls_cert_file, path);
+        $m!(tls_key_file, path);
+        $m!(tls_ca_file, path);
     };
 }
 

@@ -351,3 +351,32 @@ fn client_auth_settings_are_honoured_or_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Client TLS: a certificate needs its key and the reverse, a CA needs both, and a file
+/// that cannot be read stops start-up naming the setting.
+#[test]
+fn client_tls_settings_are_checked() {
+    let p = |v: &str| Some(std::path::PathBuf::from(v));
+    assert!(cfg(Settings::default()).unwrap().client_tls.is_none());
+    let cases = [
+        (p("/c.pem"), None, None, "tls_key_file"),
+        (None, p("/k.pem"), None, "tls_cert_file"),
+        (None, None, p("/ca.pem"), "tls_ca_file"),
+        (
+            p("/nonexistent/c.pem"),
+            p("/nonexistent/k.pem"),
+            None,
+            "tls_cert_file",
+        ),
+    ];
+    for (cert, key, ca, field) in cases {
+        let s = Settings {
+            tls_cert_file: cert,
+            tls_key_file: key,
+            tls_ca_file: ca,
+            ..Settings::default()
+        };
+        let e = cfg(s).unwrap_err().to_string();
+        assert!(e.starts_with(field), "{field}: {e}");
+    }
+}
