@@ -209,9 +209,20 @@ async fn pymongo_node_and_mongosh_log_in_and_run_crud() {
             uri_as(&proxy, "old", PASSWORD, "authMechanism=SCRAM-SHA-1"),
             "crud_pymongo: OK",
         ),
+        // No speculative answer for a SHA-1-only user: an explicit saslStart.
+        (
+            "crud_pymongo.py",
+            uri_as(&proxy, "old", PASSWORD, ""),
+            "crud_pymongo: OK",
+        ),
         (
             "crud_node.js",
             uri_as(&proxy, "app", PASSWORD, ""),
+            "crud_node: OK",
+        ),
+        (
+            "crud_node.js",
+            uri_as(&proxy, "old", PASSWORD, ""),
             "crud_node: OK",
         ),
         (
@@ -220,6 +231,7 @@ async fn pymongo_node_and_mongosh_log_in_and_run_crud() {
             "crud_mongosh: OK",
         ),
     ];
+    let starts = requests(&proxy, "saslStart");
     for (script, uri, summary) in cases {
         let path = peers::client_script(script);
         let out = if script.ends_with(".py") {
@@ -232,6 +244,10 @@ async fn pymongo_node_and_mongosh_log_in_and_run_crud() {
         let stdout = peers::assert_success(&out, &format!("{script} as {uri}"));
         assert!(stdout.contains(summary), "{script}: {stdout}");
     }
+    assert!(
+        requests(&proxy, "saslStart") >= starts + 2.0,
+        "pymongo and node took no explicit saslStart for the SHA-1-only user"
+    );
     // And the same script without credentials is refused.
     let out = peers::run_python(&peers::client_script("crud_pymongo.py"), &[&proxy.uri()]).await;
     assert!(!out.status.success(), "pymongo without credentials ran CRUD");

@@ -191,7 +191,9 @@ impl Session {
         };
         let tv = *self.ctx.topology.version().borrow();
         let hello_ok = cmd.get("helloOk").ok().flatten().is_some_and(truthy);
-        let doc = self.hello_doc(true, hello_ok, &limits, tv, &bson::Document::new());
+        // The Node driver and pymongo 3 handshake here, credentials and all.
+        let auth_fields = self.hello_auth_fields(&cmd);
+        let doc = self.hello_doc(true, hello_ok, &limits, tv, &auth_fields);
         self.write_legacy(request_id, &doc).await
     }
 }
