@@ -12,7 +12,9 @@
 //!   cached in the [`UpstreamCredential`], so a connection storm costs two HMACs per
 //!   connection, not 15,000 hash rounds.
 
+pub mod login;
 pub mod scram;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,12 +2,13 @@
 //! routing, pinning and retry decisions need. Nothing else is parsed; the bytes are
 //! forwarded as they came.
 
+pub mod policy;
 mod reply;
 mod table;
 pub mod translate;
 
 pub use reply::ReplyInfo;
-pub use table::{CommandName, Cursor, CursorKind, Kind, Local, LongPoll, Route, Spec, TxnEnd};
+pub use table::{CommandName, Cursor, CursorKind, Gate, Kind, Local, LongPoll, Route, Spec, TxnEnd};
 
 use bson::{RawBsonRef, RawDocument};
 

@@ -2,6 +2,8 @@
 //! by command-line flags, then validated into an immutable [`Config`] shared as an `Arc`.
 //! Pool and timeout options may also come from the upstream URI; explicit settings win.
 
+pub mod client_auth;
+pub mod client_tls;
 mod credential;
 pub mod layers;
 pub mod settings;
@@ -95,6 +97,12 @@ pub struct Config {
     pub failover: FailoverOptions,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Whether clients authenticate to the proxy, and against what.
+    pub client_auth: client_auth::ClientAuth,
+    /// Which commands clients may send ([`crate::command::policy`]).
+    pub command_policy: crate::command::policy::Policy,
+    /// TLS on the client listener (TCP; the unix socket stays plaintext).
+    pub client_tls: Option<client_tls::ClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +317,8 @@ impl Config {
                 "must not exceed failover_max_duration_ms",
             ));
         }
+        let (client_auth, command_policy) = client_auth::resolve(&s)?;
+        let client_tls = client_tls::resolve(&s)?;
         let app_name = s
             .app_name
             .clone()
@@ -365,6 +375,9 @@ impl Config {
             failover,
             log_format,
             log_level: s.log_level.clone().unwrap_or_else(|| "info".into()),
+            client_auth,
+            command_policy,
+            client_tls,
             upstream_redacted: redact(&uri_text),
             upstream,
         })

@@ -45,6 +45,9 @@ pub struct Context {
     pub memory: MemoryBudget,
     /// Log rate limits for events that repeat ([`crate::throttle`]).
     pub throttles: Throttles,
+    /// This process's key for the made-up SCRAM challenges of unknown users
+    /// ([`crate::auth::login`]): random per start, never shown.
+    pub login_key: crate::auth::login::LoginKey,
 }
 
 impl Context {
@@ -78,6 +81,7 @@ impl Context {
             client_capacity,
             memory,
             throttles: Throttles::default(),
+            login_key: crate::auth::login::LoginKey::random(),
         }
     }
 

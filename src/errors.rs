@@ -13,6 +13,8 @@ pub enum ErrorCode {
     HostUnreachable,
     ProtocolError,
     AuthenticationFailed,
+    Unauthorized,
+    MechanismUnavailable,
     InvalidOptions,
     MaxTimeMSExpired,
     NetworkTimeout,
@@ -24,12 +26,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables that must cover them all.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::InternalError,
         Self::BadValue,
         Self::HostUnreachable,
         Self::ProtocolError,
         Self::AuthenticationFailed,
+        Self::Unauthorized,
+        Self::MechanismUnavailable,
         Self::InvalidOptions,
         Self::MaxTimeMSExpired,
         Self::NetworkTimeout,
@@ -46,6 +50,8 @@ impl ErrorCode {
             Self::HostUnreachable => 6,
             Self::ProtocolError => 17,
             Self::AuthenticationFailed => 18,
+            Self::Unauthorized => 13,
+            Self::MechanismUnavailable => 334,
             Self::InvalidOptions => 72,
             Self::MaxTimeMSExpired => 50,
             Self::NetworkTimeout => 89,
@@ -63,6 +69,8 @@ impl ErrorCode {
             Self::HostUnreachable => "HostUnreachable",
             Self::ProtocolError => "ProtocolError",
             Self::AuthenticationFailed => "AuthenticationFailed",
+            Self::Unauthorized => "Unauthorized",
+            Self::MechanismUnavailable => "MechanismUnavailable",
             Self::InvalidOptions => "InvalidOptions",
             Self::MaxTimeMSExpired => "MaxTimeMSExpired",
             Self::NetworkTimeout => "NetworkTimeout",

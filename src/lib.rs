@@ -14,8 +14,11 @@
 //!    `txnNumber`, `$readPreference`, cursor ids) from the raw body, and holds the one
 //!    table of what each command is ([`command::Spec`]: its route, read or write and
 //!    retryability, cursor role). Routing, retries, labels and pins read it.
-//! 4. hello/isMaster is answered locally by [`handshake`] as a mongos. Everything else
-//!    goes to [`router`], a pure function from command and [`pins`] to a target: a pinned
+//! 4. hello/isMaster is answered locally by [`handshake`] as a mongos. With
+//!    `client_auth = "file"` the client logs in to the proxy itself (SCRAM, often inside
+//!    hello: [`auth::login`] over the secrets of [`auth::users`]), and
+//!    [`command::policy`] (pure, from the table's `gate` column) decides what it may send
+//!    before and after. Everything else goes to [`router`], a pure function from command and [`pins`] to a target: a pinned
 //!    member (cursor, transaction) or selection criteria.
 //! 5. [`topology`] selects a member (monitors per member feed it; the pure SDAM state
 //!    machine and selection rules live in [`sdam`]), and that member's [`pool`] hands out

@@ -61,6 +61,30 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Manage the users file of client_auth = "file" (SCRAM secrets, never passwords).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user (or replace its entry); the password is read from the terminal, or
+    /// as one line of standard input.
+    Add {
+        /// The user name, as clients put it in their URI.
+        name: String,
+        /// The authentication database (the URI's authSource; drivers default to admin).
+        #[arg(long)]
+        db: String,
+        /// The users file [default: the client_users_file setting].
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// SCRAM-SHA-256 or SCRAM-SHA-1, repeatable [default: both].
+        #[arg(long = "mechanism")]
+        mechanisms: Vec<String>,
+    },
 }
 
 /// The settings flags; global, so they may also follow a subcommand
@@ -86,6 +110,12 @@ struct Flags {
     /// /etc/resolv.conf.
     #[arg(long)]
     dns_server: Option<String>,
+    /// Whether clients authenticate to the proxy: off, file (upstream: not built yet).
+    #[arg(long, global = true)]
+    client_auth: Option<String>,
+    /// The users file of client_auth = "file".
+    #[arg(long, global = true)]
+    client_users_file: Option<PathBuf>,
     /// maxPoolSize per upstream member.
     #[arg(long, global = true)]
     max_pool_size: Option<u64>,
@@ -121,6 +151,8 @@ impl Flags {
             admin: self.admin.clone(),
             unix_socket: self.unix_socket.clone(),
             dns_server: self.dns_server.clone(),
+            client_auth: self.client_auth.clone(),
+            client_users_file: self.client_users_file.clone(),
             max_pool_size: self.max_pool_size,
             shutdown_delay_ms: self.shutdown_delay_ms,
             enable_test_commands: self.enable_test_commands.then_some(true),
@@ -177,6 +209,7 @@ fn main() -> ExitCode {
         Some(Command::Health { ready, timeout_ms }) => return health(&cli.flags, *ready, *timeout_ms),
         Some(Command::CheckConfig { file }) => return check_config(&cli.flags, file.as_deref()),
         Some(Command::Top { interval_ms, count }) => return top(&cli.flags, *interval_ms, *count),
+        Some(Command::User { action }) => return user(&cli.flags, action),
     }
     let loaded = Layers::read(
         cli.flags.config_file().as_deref(),
@@ -300,6 +333,42 @@ fn admin_addr(flags: &Flags, subcommand: &str) -> Result<std::net::SocketAddr, S
         a => a
             .parse()
             .map_err(|_| format!("admin {a:?} is not an IP:PORT socket address")),
+    }
+}
+
+/// `mongoplex user add`: exit 0, or 2 with the reason.
+fn user(flags: &Flags, action: &UserCommand) -> ExitCode {
+    let UserCommand::Add {
+        name,
+        db,
+        file,
+        mechanisms,
+    } = action;
+    let fail = |why: String| {
+        eprintln!("mongoplex user add: {why}");
+        ExitCode::from(2)
+    };
+    let path = match file.clone() {
+        Some(p) => p,
+        None => match Layers::read(flags.config_file().as_deref(), &ProcessEnv, flags.settings()) {
+            Ok(layers) => match layers.merged().client_users_file {
+                Some(p) => p,
+                None => return fail("no --file, and no client_users_file setting names one".into()),
+            },
+            Err(e) => return fail(e.to_string()),
+        },
+    };
+    let mechanisms = match cli::user::mechanisms(mechanisms) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let added = cli::user::read_password().and_then(|pw| cli::user::add(&path, name, db, &pw, &mechanisms));
+    match added {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

@@ -2,6 +2,7 @@
 //! reply. Upstream connections are held only for the duration of one request.
 
 mod abort;
+mod auth;
 mod failpoint;
 mod forward;
 mod io;
@@ -19,7 +20,7 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::Command;
+use crate::command::{Command, CommandName, Local, Route};
 use crate::context::Context;
 use crate::errors::{ErrorCode, ProxyError};
 use crate::handshake::ClientMetadata;
@@ -69,6 +70,8 @@ pub struct Session {
     /// A frame read while waiting on something else (e.g. during an awaitable hello).
     pending: Option<Frame>,
     cancel: CancellationToken,
+    /// The client's own login to the proxy (`client_auth`).
+    auth: auth::AuthState,
     /// This client's span (peer, id, app). Events name it as their parent explicitly
     /// instead of the session future entering it on every poll, which cost about 3 % of
     /// the instructions of a proxied ping.
@@ -77,6 +80,9 @@ pub struct Session {
 
 /// Serves one client until it disconnects or shutdown begins between requests.
 pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: CancellationToken) {
+    let Some(io) = tls_handshake(&ctx, io, &peer).await else {
+        return;
+    };
     let connection_id = ctx.next_connection_id();
     let span = tracing::info_span!("client", peer = %peer, id = connection_id, app = tracing::field::Empty);
     let unknown: Arc<str> = Arc::from(crate::metrics::apps::UNKNOWN);
@@ -93,9 +99,32 @@ pub async fn serve(ctx: Arc<Context>, io: ClientStream, peer: String, cancel: Ca
         app_requests,
         pending: None,
         cancel,
+        auth: auth::AuthState::default(),
         span,
     };
     session.run().await;
+}
+
+/// With `tls_cert_file`, a TCP client must open with a TLS handshake, within
+/// `client_read_timeout`; a plaintext client or a failed handshake is closed.
+async fn tls_handshake(ctx: &Context, io: ClientStream, peer: &str) -> Option<ClientStream> {
+    let Some(tls) = &ctx.config.client_tls else {
+        return Some(io);
+    };
+    let tcp = match io {
+        ClientStream::Tcp(tcp) => tcp,
+        other => return Some(other),
+    };
+    match tokio::time::timeout(ctx.config.client_read_timeout, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(ClientStream::Tls(Box::new(stream))),
+        Ok(Err(e)) => {
+            if let Some(held_back) = ctx.throttles.client_protocol.admit() {
+                tracing::warn!(%peer, error = %e, held_back, "closing client: TLS handshake failed (plaintext clients are refused when tls_cert_file is set)");
+            }
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 impl Session {
@@ -325,9 +354,26 @@ impl Session {
                 return Ok(());
             }
             self.app_requests.inc();
-            if let Some(err) = local::refuse(&cmd) {
-                self.ctx.requests.record(cmd.known, Outcome::ProxyError, 0.0);
+            let known = cmd.known;
+            match known.spec().route {
+                Route::Local(Local::Auth) => {
+                    let done = Box::pin(self.sasl(request_id, &cmd, msg.body)).await;
+                    self.ctx
+                        .requests
+                        .record(known, Outcome::Ok, started.elapsed().as_secs_f64());
+                    return done;
+                }
+                Route::Local(Local::Logout) => return self.logout(request_id).await,
+                _ => {}
+            }
+            if let Some(err) = self.refusal(&cmd, msg.body) {
+                self.ctx.requests.record(known, Outcome::ProxyError, 0.0);
                 return self.reply_error(request_id, &err, compressor).await;
+            }
+            if known == CommandName::ConnectionStatus {
+                if let Some(done) = self.connection_status(request_id).await {
+                    return done;
+                }
             }
             plan::Plan::new(&cmd, &msg, &self.ctx.pins)
         };
@@ -382,7 +428,17 @@ impl Session {
         // The bound is on the whole rest of the reply, as a client that reads a trickle
         // holds it just the same.
         let limit = self.ctx.current().client_write_timeout;
-        match tokio::time::timeout(limit, self.io.write_all(&bytes[sent..])).await {
+        let buffered = self.io.buffered();
+        let io = &mut self.io;
+        let rest = &bytes[sent..];
+        let send = async move {
+            io.write_all(rest).await?;
+            if buffered {
+                io.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(limit, send).await {
             Ok(r) => r.map_err(|_| End::Io),
             Err(_) => {
                 tracing::warn!(parent: &self.span, unsent = bytes.len() - sent, timeout_ms = limit.as_millis(), "closing client: it stopped reading its reply");

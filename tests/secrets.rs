@@ -2,7 +2,9 @@
 //! `tlsCertificateKeyFilePassword`, `proxyPassword`, `authMechanismProperties` values,
 //! `upstream_password`, `upstream_password_file`) never comes out of the binary: not in
 //! start-up errors, not in its logs at debug level, not in `/status`, `/ready` or
-//! `/metrics` (labels included), not in the error a client gets.
+//! `/metrics` (labels included), not in the error a client gets. The same holds for the
+//! users file of `client_auth = "file"`: neither a client's password nor the file's
+//! StoredKey, ServerKey or salt comes out of a running proxy or `check-config`.
 
 mod common;
 
@@ -209,4 +211,109 @@ async fn a_running_proxy_never_serves_or_logs_the_password() {
         assert!(!text.is_empty(), "{what} is empty");
         assert!(!text.contains(SECRET), "the password reached {what}:\n{text}");
     }
+}
+
+/// A proxy with `client_auth = "file"`, clients logging in with a wrong and then the
+/// right password at debug log level: the password and the users file's keys appear in
+/// no log line, admin page, client error or check-config line (the user name does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_logins_never_show_the_password_or_the_users_files_keys() {
+    let upstream = common::peers::Secantus::start();
+    let dir = unique_temp_dir("secrets-users");
+    let users = dir.join("users.toml");
+    mongoplex::auth::users::add(
+        &users,
+        "appuser",
+        "admin",
+        SECRET,
+        &[
+            mongoplex::auth::scram::Mechanism::Sha256,
+            mongoplex::auth::scram::Mechanism::Sha1,
+        ],
+    )
+    .unwrap();
+    let file = std::fs::read_to_string(&users).unwrap();
+    let keys: Vec<String> = file
+        .lines()
+        .filter_map(|l| l.split_once(" = \""))
+        .filter(|(k, _)| ["salt", "storedKey", "serverKey"].contains(&k.trim()))
+        .map(|(_, v)| v.trim_end_matches('"').to_owned())
+        .collect();
+    assert_eq!(keys.len(), 6, "{file}");
+    let (listen, admin) = (free_port(), free_port());
+    let users_arg = users.to_str().unwrap().to_owned();
+    let common_args = [
+        "--upstream".to_owned(),
+        upstream.seed_uri(),
+        "--client-auth".to_owned(),
+        "file".to_owned(),
+        "--client-users-file".to_owned(),
+        users_arg.clone(),
+    ];
+    let check = Command::new(env!("CARGO_BIN_EXE_mongoplex"))
+        .arg("check-config")
+        .args(&common_args)
+        .output()
+        .unwrap();
+    let checked = printed(&check);
+    assert!(
+        check.status.success() && checked.contains("client_users_file"),
+        "{checked}"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_mongoplex"))
+        .args(&common_args)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--log-level",
+            "debug",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut errors = String::new();
+    for password in ["wrong-Pw", SECRET] {
+        let uri = format!(
+            "mongodb://appuser:{password}@127.0.0.1:{listen}/?serverSelectionTimeoutMS=5000&appName=secret-test"
+        );
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        let done = client
+            .database("x")
+            .collection::<mongodb::bson::Document>("c")
+            .insert_one(mongodb::bson::doc! {})
+            .await;
+        match (password, done) {
+            (SECRET, Ok(_)) => {}
+            ("wrong-Pw", Err(e)) => errors += &e.to_string(),
+            (p, r) => panic!("{p}: {r:?}"),
+        }
+    }
+    let served: Vec<(&str, String)> = ["/status", "/ready", "/metrics"]
+        .iter()
+        .map(|p| (*p, http_get(admin, p)))
+        .collect();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let logs = printed(&out);
+    assert!(logs.contains("appuser"), "the logs name the user: {logs}");
+    for (what, text) in served.iter().map(|(p, t)| (*p, t.as_str())).chain([
+        ("the logs", logs.as_str()),
+        ("the client's error", errors.as_str()),
+        ("check-config", checked.as_str()),
+    ]) {
+        assert!(!text.is_empty(), "{what} is empty");
+        assert!(!text.contains(SECRET), "the password reached {what}:\n{text}");
+        for key in &keys {
+            assert!(
+                !text.contains(key.as_str()),
+                "a key of the users file reached {what}:\n{text}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,7 @@
 //!
 //! Pure: the nonce comes in, messages go out, and the expensive part, PBKDF2, runs
 //! once per credential, salt and iteration count ([`Keys`], cached by the caller).
+//! [`server`] is the other side of the same exchange, for clients of the proxy.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -10,6 +11,8 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+
+pub mod server;
 
 /// The two SCRAM variants a MongoDB server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +43,7 @@ impl Mechanism {
         }
     }
 
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha1 => {
                 let mut m = <Hmac<Sha1> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
@@ -56,7 +59,7 @@ impl Mechanism {
         }
     }
 
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha1 => Sha1::digest(data).to_vec(),
             Self::Sha256 => Sha256::digest(data).to_vec(),
@@ -71,6 +74,15 @@ impl Mechanism {
         };
         done.expect("the output length matches the hash");
         out
+    }
+
+    /// The name as a client sends it in `saslStart` (exact, as mongod compares it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "SCRAM-SHA-1" => Some(Self::Sha1),
+            "SCRAM-SHA-256" => Some(Self::Sha256),
+            _ => None,
+        }
     }
 
     /// The least iteration count a client accepts (auth spec: 4096 for both).
@@ -93,6 +105,8 @@ pub enum ScramError {
     TooFewIterations(u32),
     #[error("the server's signature does not verify: it does not know this user's password")]
     BadServerSignature,
+    #[error("the client's proof does not verify")]
+    BadProof,
     #[error("the server refused the proof: {0}")]
     Server(String),
 }
@@ -122,7 +136,7 @@ impl Keys {
 }
 
 /// `saslname` of RFC 5802: '=' and ',' escaped.
-fn escape_username(user: &str) -> String {
+pub(crate) fn escape_username(user: &str) -> String {
     user.replace('=', "=3D").replace(',', "=2C")
 }
 

@@ -89,6 +89,26 @@ pub fn effective(key: &str, c: &Config, merged: &Settings) -> Result<Value, Stri
             .and_then(|d| d.server)
             .and_then(|a| text(&a.to_string())),
         "srv_min_rescan_interval_ms" => c.srv.as_ref().and_then(|s| ms(s.min_rescan_interval)),
+        "client_auth" => text(c.client_auth.name()),
+        "client_users_file" => match &c.client_auth {
+            crate::config::client_auth::ClientAuth::File { path, .. } => text(&path.display().to_string()),
+            crate::config::client_auth::ClientAuth::Off => None,
+        },
+        "command_allow" => Some(serde_json::Value::from(c.command_policy.allow.clone()).to_string()),
+        "command_deny" => Some(serde_json::Value::from(c.command_policy.deny.clone()).to_string()),
+        "tls_cert_file" => c
+            .client_tls
+            .as_ref()
+            .and_then(|t| text(&t.cert_file.display().to_string())),
+        "tls_key_file" => merged
+            .tls_key_file
+            .as_ref()
+            .and_then(|p| text(&p.display().to_string())),
+        "tls_ca_file" => c
+            .client_tls
+            .as_ref()
+            .and_then(|t| t.ca_file.as_ref())
+            .and_then(|p| text(&p.display().to_string())),
         other => return Err(format!("check-config does not know the setting {other:?}")),
     })
 }
@@ -153,6 +173,9 @@ pub fn report(layers: &Layers, c: &Config) -> Result<String, String> {
             );
         }
         None => out += "# upstream login: none\n",
+    }
+    if let Some(users) = c.client_auth.users() {
+        out += &format!("# client login: {} users in client_users_file\n", users.len());
     }
     for w in &c.upstream.warnings {
         out += &format!("# warning: upstream connection string: {w}\n");

@@ -30,6 +30,23 @@ pub struct Spec {
     pub route: Route,
     pub kind: Kind,
     pub cursor: Cursor,
+    pub gate: Gate,
+}
+
+/// What a command needs of the client's identity when clients authenticate to the proxy
+/// (`client_auth`), and whether it acts on more than the client's own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Allowed before authentication, as mongod allows it: the handshake, the SASL
+    /// commands, ping and buildInfo (and logout, which has nothing to undo).
+    Open,
+    /// Needs an authenticated client; every name the table does not hold.
+    Authenticated,
+    /// Acts on the whole server or on the identity the proxy logs in with upstream:
+    /// refused by the policy for shared identities ([`crate::command::policy`]).
+    Server,
+    /// fsync: [`Gate::Server`] with `lock: true` only.
+    ServerIfLock,
 }
 
 /// Where a command goes. Inside a transaction every statement after the first goes to
@@ -55,8 +72,12 @@ pub enum Route {
 pub enum Local {
     /// hello and isMaster: answered as a mongos.
     Hello,
-    /// Authentication: refused with an explanation (clients do not authenticate yet).
-    Refused,
+    /// saslStart, saslContinue, authenticate: the proxy's own SCRAM server
+    /// (`client_auth = "file"`), or an error naming the setting.
+    Auth,
+    /// logout: answered by the proxy; forwarded, it would log out a pooled connection's
+    /// own upstream login.
+    Logout,
 }
 
 /// Read or write, and whether a second attempt is safe once the command may have run.
@@ -151,6 +172,16 @@ impl Spec {
         matches!(self.cursor, Cursor::Continues | Cursor::Kills)
     }
 
+    /// Whether this instance acts on the whole server or the shared upstream identity
+    /// ([`Gate::Server`]; fsync only with `lock: true`).
+    pub fn acts_on_server(&self, lock: bool) -> bool {
+        match self.gate {
+            Gate::Server => true,
+            Gate::ServerIfLock => lock,
+            Gate::Open | Gate::Authenticated => false,
+        }
+    }
+
     /// The kind of cursor this instance opens, from find's `awaitData` and the operator
     /// of an aggregate's first stage.
     pub fn opens(&self, await_data: bool, first_stage: Option<&str>) -> CursorKind {
@@ -169,10 +200,11 @@ const OTHER: Spec = Spec {
     route: Route::ReadPreference,
     kind: Kind::Write,
     cursor: Cursor::None,
+    gate: Gate::Authenticated,
 };
 
 macro_rules! command_table {
-    ($($variant:ident => $name:literal, $route:expr, $kind:expr, $cursor:expr;)*) => {
+    ($($variant:ident => $name:literal, $route:expr, $kind:expr, $cursor:expr, $gate:expr;)*) => {
         /// A command name from the table; anything else is `Other`, which also keeps
         /// metric label cardinality bounded.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -202,7 +234,7 @@ macro_rules! command_table {
             /// This command's row.
             pub const fn spec(self) -> Spec {
                 match self {
-                    $(Self::$variant => Spec { route: $route, kind: $kind, cursor: $cursor },)*
+                    $(Self::$variant => Spec { route: $route, kind: $kind, cursor: $cursor, gate: $gate },)*
                     Self::Other => OTHER,
                 }
             }
@@ -211,48 +243,77 @@ macro_rules! command_table {
 }
 
 use Cursor as C;
+use Gate as G;
 use Kind as K;
 use LongPoll as L;
 use Route as R;
 const HELLO: Route = R::Local(Local::Hello);
-const REFUSED: Route = R::Local(Local::Refused);
+const AUTH: Route = R::Local(Local::Auth);
+const LOGOUT: Route = R::Local(Local::Logout);
+const OPEN: Gate = G::Open;
+const AUTHED: Gate = G::Authenticated;
+const SERVER: Gate = G::Server;
 const COMMIT: Kind = K::EndTransaction(TxnEnd::Commit);
 const ABORT: Kind = K::EndTransaction(TxnEnd::Abort);
 
 command_table! {
-    // variant           name                 route              kind               cursor
-    Hello             => "hello",             HELLO,             K::Read,           C::None;
-    IsMaster          => "isMaster",          HELLO,             K::Read,           C::None;
-    IsMasterLower     => "ismaster",          HELLO,             K::Read,           C::None;
-    Ping              => "ping",              R::ReadPreference, K::Read,           C::None;
-    Find              => "find",              R::ReadPreference, K::RetryableRead,  C::Opens(L::AwaitData);
-    GetMore           => "getMore",           R::Cursor,         K::Read,           C::Continues;
-    KillCursors       => "killCursors",       R::Cursor,         K::Read,           C::Kills;
-    Aggregate         => "aggregate",         R::ReadPreference, K::RetryableRead,  C::Opens(L::ChangeStream);
-    Count             => "count",             R::ReadPreference, K::RetryableRead,  C::None;
-    Distinct          => "distinct",          R::ReadPreference, K::RetryableRead,  C::None;
-    Insert            => "insert",            R::Primary,        K::RetryableWrite, C::None;
-    Update            => "update",            R::Primary,        K::RetryableWrite, C::None;
-    Delete            => "delete",            R::Primary,        K::RetryableWrite, C::None;
-    FindAndModify     => "findAndModify",     R::Primary,        K::RetryableWrite, C::None;
-    BulkWrite         => "bulkWrite",         R::Primary,        K::RetryableWrite, C::None;
-    CommitTransaction => "commitTransaction", R::Transaction,    COMMIT,            C::None;
-    AbortTransaction  => "abortTransaction",  R::Transaction,    ABORT,             C::None;
-    EndSessions       => "endSessions",       R::ReadPreference, K::Write,          C::None;
-    ListCollections   => "listCollections",   R::ReadPreference, K::RetryableRead,  C::Opens(L::Never);
-    ListIndexes       => "listIndexes",       R::ReadPreference, K::RetryableRead,  C::Opens(L::Never);
-    ListDatabases     => "listDatabases",     R::ReadPreference, K::RetryableRead,  C::None;
-    CreateIndexes     => "createIndexes",     R::Primary,        K::Write,          C::None;
-    DropIndexes       => "dropIndexes",       R::Primary,        K::Write,          C::None;
-    Create            => "create",            R::Primary,        K::Write,          C::None;
-    Drop              => "drop",              R::Primary,        K::Write,          C::None;
-    DropDatabase      => "dropDatabase",      R::Primary,        K::Write,          C::None;
-    BuildInfo         => "buildInfo",         R::ReadPreference, K::Read,           C::None;
-    ServerStatus      => "serverStatus",      R::ReadPreference, K::Read,           C::None;
-    SaslStart         => "saslStart",         REFUSED,           K::Read,           C::None;
-    SaslContinue      => "saslContinue",      REFUSED,           K::Read,           C::None;
-    Authenticate      => "authenticate",      REFUSED,           K::Read,           C::None;
-    Explain           => "explain",           R::ReadPreference, K::Read,           C::None;
+    // variant           name                 route              kind               cursor  gate
+    Hello             => "hello",             HELLO,             K::Read,           C::None, OPEN;
+    IsMaster          => "isMaster",          HELLO,             K::Read,           C::None, OPEN;
+    IsMasterLower     => "ismaster",          HELLO,             K::Read,           C::None, OPEN;
+    Ping              => "ping",              R::ReadPreference, K::Read,           C::None, OPEN;
+    Find              => "find",              R::ReadPreference, K::RetryableRead,  C::Opens(L::AwaitData), AUTHED;
+    GetMore           => "getMore",           R::Cursor,         K::Read,           C::Continues, AUTHED;
+    KillCursors       => "killCursors",       R::Cursor,         K::Read,           C::Kills, AUTHED;
+    Aggregate         => "aggregate",         R::ReadPreference, K::RetryableRead,  C::Opens(L::ChangeStream), AUTHED;
+    Count             => "count",             R::ReadPreference, K::RetryableRead,  C::None, AUTHED;
+    Distinct          => "distinct",          R::ReadPreference, K::RetryableRead,  C::None, AUTHED;
+    Insert            => "insert",            R::Primary,        K::RetryableWrite, C::None, AUTHED;
+    Update            => "update",            R::Primary,        K::RetryableWrite, C::None, AUTHED;
+    Delete            => "delete",            R::Primary,        K::RetryableWrite, C::None, AUTHED;
+    FindAndModify     => "findAndModify",     R::Primary,        K::RetryableWrite, C::None, AUTHED;
+    BulkWrite         => "bulkWrite",         R::Primary,        K::RetryableWrite, C::None, AUTHED;
+    CommitTransaction => "commitTransaction", R::Transaction,    COMMIT,            C::None, AUTHED;
+    AbortTransaction  => "abortTransaction",  R::Transaction,    ABORT,             C::None, AUTHED;
+    EndSessions       => "endSessions",       R::ReadPreference, K::Write,          C::None, AUTHED;
+    ListCollections   => "listCollections",   R::ReadPreference, K::RetryableRead,  C::Opens(L::Never), AUTHED;
+    ListIndexes       => "listIndexes",       R::ReadPreference, K::RetryableRead,  C::Opens(L::Never), AUTHED;
+    ListDatabases     => "listDatabases",     R::ReadPreference, K::RetryableRead,  C::None, AUTHED;
+    CreateIndexes     => "createIndexes",     R::Primary,        K::Write,          C::None, AUTHED;
+    DropIndexes       => "dropIndexes",       R::Primary,        K::Write,          C::None, AUTHED;
+    Create            => "create",            R::Primary,        K::Write,          C::None, AUTHED;
+    Drop              => "drop",              R::Primary,        K::Write,          C::None, AUTHED;
+    DropDatabase      => "dropDatabase",      R::Primary,        K::Write,          C::None, AUTHED;
+    BuildInfo         => "buildInfo",         R::ReadPreference, K::Read,           C::None, OPEN;
+    ServerStatus      => "serverStatus",      R::ReadPreference, K::Read,           C::None, AUTHED;
+    SaslStart         => "saslStart",         AUTH,              K::Read,           C::None, OPEN;
+    SaslContinue      => "saslContinue",      AUTH,              K::Read,           C::None, OPEN;
+    Authenticate      => "authenticate",      AUTH,              K::Read,           C::None, OPEN;
+    Explain           => "explain",           R::ReadPreference, K::Read,           C::None, AUTHED;
+    Logout            => "logout",            LOGOUT,            K::Read,           C::None, OPEN;
+    ConnectionStatus  => "connectionStatus",  R::ReadPreference, K::Read,           C::None, AUTHED;
+    // Acting on the whole server or on the identity the proxy logs in with upstream.
+    Shutdown          => "shutdown",          R::Primary,        K::Write,          C::None, SERVER;
+    Fsync             => "fsync",             R::Primary,        K::Write,          C::None, G::ServerIfLock;
+    ReplSetStepDown   => "replSetStepDown",   R::Primary,        K::Write,          C::None, SERVER;
+    ReplSetReconfig   => "replSetReconfig",   R::Primary,        K::Write,          C::None, SERVER;
+    SetParameter      => "setParameter",      R::Primary,        K::Write,          C::None, SERVER;
+    KillAllSessions   => "killAllSessions",   R::Primary,        K::Write,          C::None, SERVER;
+    KillAllSessionsByPattern => "killAllSessionsByPattern", R::Primary, K::Write,   C::None, SERVER;
+    CreateUser        => "createUser",        R::Primary,        K::Write,          C::None, SERVER;
+    UpdateUser        => "updateUser",        R::Primary,        K::Write,          C::None, SERVER;
+    DropUser          => "dropUser",          R::Primary,        K::Write,          C::None, SERVER;
+    DropAllUsersFromDatabase => "dropAllUsersFromDatabase", R::Primary, K::Write,   C::None, SERVER;
+    GrantRolesToUser  => "grantRolesToUser",  R::Primary,        K::Write,          C::None, SERVER;
+    RevokeRolesFromUser => "revokeRolesFromUser", R::Primary,    K::Write,          C::None, SERVER;
+    CreateRole        => "createRole",        R::Primary,        K::Write,          C::None, SERVER;
+    UpdateRole        => "updateRole",        R::Primary,        K::Write,          C::None, SERVER;
+    DropRole          => "dropRole",          R::Primary,        K::Write,          C::None, SERVER;
+    DropAllRolesFromDatabase => "dropAllRolesFromDatabase", R::Primary, K::Write,   C::None, SERVER;
+    GrantRolesToRole  => "grantRolesToRole",  R::Primary,        K::Write,          C::None, SERVER;
+    RevokeRolesFromRole => "revokeRolesFromRole", R::Primary,    K::Write,          C::None, SERVER;
+    GrantPrivilegesToRole => "grantPrivilegesToRole", R::Primary, K::Write,         C::None, SERVER;
+    RevokePrivilegesFromRole => "revokePrivilegesFromRole", R::Primary, K::Write,   C::None, SERVER;
 }
 
 impl CommandName {

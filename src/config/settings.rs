@@ -64,6 +64,21 @@ pub struct Settings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 
+    /// Whether clients authenticate to the proxy: off, file (or upstream, not built yet).
+    pub client_auth: Option<String>,
+    /// The SCRAM secrets of `client_auth = "file"` (written by `mongoplex user add`).
+    pub client_users_file: Option<PathBuf>,
+    /// Commands let through whatever the command policy's default says.
+    pub command_allow: Option<Vec<String>>,
+    /// Commands refused whatever the command policy's default says.
+    pub command_deny: Option<Vec<String>>,
+
+    /// TLS on the client listener: its certificate chain (PEM) and key.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Clients must present a certificate signed by this CA (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+
     /// `configureFailPoint` answered by the proxy itself, as mongos's
     /// `--enable-test-commands` does (for drivers' test suites; never in production).
     pub enable_test_commands: Option<bool>,
@@ -108,6 +123,13 @@ macro_rules! for_each_field {
         $m!(log_format, str);
         $m!(log_level, str);
         $m!(enable_test_commands, bool);
+        $m!(client_auth, str);
+        $m!(client_users_file, path);
+        $m!(command_allow, list);
+        $m!(command_deny, list);
+        $m!(tls_cert_file, path);
+        $m!(tls_key_file, path);
+        $m!(tls_ca_file, path);
     };
 }
 

@@ -270,3 +270,113 @@ fn dns_server_from_each_layer() {
     );
     assert!(cfg(Settings::default()).unwrap().dns.is_none());
 }
+
+/// A change to the settings, the setting the error names, and what it says.
+type Refusal<'a> = (&'a dyn Fn(&mut Settings), &'a str, &'a str);
+
+/// `client_auth` and its companions: every combination mongoplex does not honour stops
+/// start-up naming the setting; `upstream` is refused until it is built.
+#[test]
+fn client_auth_settings_are_honoured_or_refused() {
+    let dir = std::env::temp_dir().join(format!("mongoplex-cfg-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.toml");
+    crate::auth::users::add(
+        &users,
+        "app",
+        "admin",
+        "pw",
+        &[crate::auth::scram::Mechanism::Sha256],
+    )
+    .unwrap();
+    let with = |f: &dyn Fn(&mut Settings)| {
+        let mut s = Settings::default();
+        f(&mut s);
+        cfg(s)
+    };
+    let c = with(&|_| {}).unwrap();
+    assert_eq!(c.client_auth.name(), "off");
+    assert!(!c.command_policy.require_auth && !c.command_policy.shared_identity);
+    let c = with(&|s| {
+        s.client_auth = Some("file".into());
+        s.client_users_file = Some(users.clone());
+        s.command_allow = Some(vec!["shutdown".into()]);
+    })
+    .unwrap();
+    assert_eq!(c.client_auth.users().unwrap().len(), 1);
+    assert!(c.command_policy.require_auth && c.command_policy.shared_identity);
+    assert_eq!(c.command_policy.allow, ["shutdown"]);
+    let refused: [Refusal; 7] = [
+        (
+            &|s| s.client_auth = Some("upstream".into()),
+            "client_auth",
+            "not built yet",
+        ),
+        (&|s| s.client_auth = Some("on".into()), "client_auth", "\"on\""),
+        (
+            &|s| s.client_auth = Some("file".into()),
+            "client_users_file",
+            "user add",
+        ),
+        (
+            &|s| s.client_users_file = Some("/x".into()),
+            "client_users_file",
+            "applies only with client_auth",
+        ),
+        (
+            &|s| {
+                s.client_auth = Some("file".into());
+                s.client_users_file = Some("/nonexistent/users.toml".into());
+            },
+            "client_users_file",
+            "/nonexistent/users.toml",
+        ),
+        (
+            &|s| {
+                s.command_allow = Some(vec!["drop".into()]);
+                s.command_deny = Some(vec!["drop".into()]);
+            },
+            "command_deny",
+            "command_allow too",
+        ),
+        (
+            &|s| s.command_allow = Some(vec!["".into()]),
+            "command_allow",
+            "not a command name",
+        ),
+    ];
+    for (f, field, why) in refused {
+        let e = with(f).unwrap_err().to_string();
+        assert!(e.starts_with(field) && e.contains(why), "{field} {why}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Client TLS: a certificate needs its key and the reverse, a CA needs both, and a file
+/// that cannot be read stops start-up naming the setting.
+#[test]
+fn client_tls_settings_are_checked() {
+    let p = |v: &str| Some(std::path::PathBuf::from(v));
+    assert!(cfg(Settings::default()).unwrap().client_tls.is_none());
+    let cases = [
+        (p("/c.pem"), None, None, "tls_key_file"),
+        (None, p("/k.pem"), None, "tls_cert_file"),
+        (None, None, p("/ca.pem"), "tls_ca_file"),
+        (
+            p("/nonexistent/c.pem"),
+            p("/nonexistent/k.pem"),
+            None,
+            "tls_cert_file",
+        ),
+    ];
+    for (cert, key, ca, field) in cases {
+        let s = Settings {
+            tls_cert_file: cert,
+            tls_key_file: key,
+            tls_ca_file: ca,
+            ..Settings::default()
+        };
+        let e = cfg(s).unwrap_err().to_string();
+        assert!(e.starts_with(field), "{field}: {e}");
+    }
+}

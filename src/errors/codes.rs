@@ -74,6 +74,7 @@ const CODES: &[(i32, &str, Category)] = &[
     (322, "APIVersionError", Plain),
     (323, "APIStrictError", Plain),
     (324, "APIDeprecationError", Plain),
+    (334, "MechanismUnavailable", Plain),
     (343, "ShardCannotRefreshDueToLocksHeld", Plain),
     (352, "UnsupportedOpQueryCommand", Plain),
     (358, "InternalTransactionNotSupported", Retriable),

@@ -11,7 +11,8 @@ fn base() -> Settings {
 
 /// One changed setting per row, with how it must apply, written out here rather than
 /// read from [`apply_of`], so that a change of class is a deliberate edit of this table.
-/// `validate: false` marks a value that is valid only with another upstream.
+/// `validate: false` marks a value that is valid only with another upstream, or only
+/// together with other settings (client auth and TLS need their files).
 struct Case {
     key: &'static str,
     toml: String,
@@ -65,13 +66,29 @@ fn cases(dir: &std::path::Path) -> Vec<Case> {
         ("log_format", "\"json\"".into(), Restart),
         ("log_level", "\"debug\"".into(), Live),
         ("enable_test_commands", "true".into(), Restart),
+        // Client authentication and TLS are read at start-up (the users file too).
+        ("client_auth", "\"file\"".into(), Restart),
+        ("client_users_file", "\"/etc/mongoplex/users.toml\"".into(), Restart),
+        ("command_allow", "[\"createUser\"]".into(), Restart),
+        ("command_deny", "[\"dropDatabase\"]".into(), Restart),
+        ("tls_cert_file", "\"/etc/mongoplex/tls.pem\"".into(), Restart),
+        ("tls_key_file", "\"/etc/mongoplex/tls.key\"".into(), Restart),
+        ("tls_ca_file", "\"/etc/mongoplex/ca.pem\"".into(), Restart),
     ];
     rows.into_iter()
         .map(|(key, value, apply)| Case {
             key,
             toml: format!("{key} = {value}\n"),
             apply,
-            validate: key != "srv_min_rescan_interval_ms",
+            validate: !matches!(
+                key,
+                "srv_min_rescan_interval_ms"
+                    | "client_auth"
+                    | "client_users_file"
+                    | "tls_cert_file"
+                    | "tls_key_file"
+                    | "tls_ca_file"
+            ),
         })
         .collect()
 }

@@ -1,28 +1,18 @@
 //! Commands the proxy answers itself: hello/isMaster (OP_MSG and legacy OP_QUERY,
-//! including the awaitable and streaming forms), and refusals with clear errors.
+//! including the awaitable and streaming forms). The authentication commands are
+//! [`super::auth`]'s.
 
 use std::time::Duration;
 
 use bson::RawDocument;
 
 use super::{End, Session};
-use crate::command::{truthy, Command, CommandName, Local, Route};
+use crate::command::{truthy, Command, CommandName};
 use crate::errors::{ErrorCode, ProxyError};
 use crate::handshake::{
     hello_reply, negotiate_compression, ClientMetadata, HelloInput, ProxyTopologyVersion,
 };
 use crate::wire::{build_msg, Compressor, Frame, OpQuery, MSG_EXHAUST_ALLOWED, MSG_MORE_TO_COME};
-
-/// Commands refused with an explanation instead of being forwarded ([`Local::Refused`]).
-pub(super) fn refuse(cmd: &Command<'_>) -> Option<ProxyError> {
-    (cmd.known.spec().route == Route::Local(Local::Refused)).then(|| {
-        ProxyError::new(
-            ErrorCode::AuthenticationFailed,
-            "clients do not authenticate to mongoplex yet; connect without credentials \
-             (mongoplex authenticates to the upstream itself)",
-        )
-    })
-}
 
 fn wait_budget(s: &Session) -> Duration {
     s.ctx
@@ -59,6 +49,7 @@ impl Session {
         hello_ok: bool,
         limits: &crate::handshake::UpstreamLimits,
         tv: ProxyTopologyVersion,
+        extra: &bson::Document,
     ) -> Vec<u8> {
         let input = HelloInput {
             legacy,
@@ -69,7 +60,11 @@ impl Session {
             compression: &self.compressors,
             now_ms: bson::DateTime::now().timestamp_millis(),
         };
-        hello_reply(&input).to_vec().unwrap_or_default()
+        let mut d = hello_reply(&input);
+        for (k, v) in extra {
+            d.insert(k.clone(), v.clone());
+        }
+        d.to_vec().unwrap_or_default()
     }
 
     fn no_upstream_error(&self) -> ProxyError {
@@ -107,6 +102,8 @@ impl Session {
             .map(Duration::from_millis);
         let streaming = flags & MSG_EXHAUST_ALLOWED != 0 && client_tv.is_some() && max_await.is_some();
         let mut versions = self.ctx.topology.version();
+        // Only the first reply answers the handshake's authentication fields.
+        let mut auth_fields = self.hello_auth_fields(body);
         loop {
             let mut more_to_come = streaming;
             if let (Some(tv), Some(wait)) = (&client_tv, max_await) {
@@ -131,7 +128,7 @@ impl Session {
                 }
             }
             let tv = *versions.borrow();
-            let doc = self.hello_doc(legacy, hello_ok, &limits, tv);
+            let doc = self.hello_doc(legacy, hello_ok, &limits, tv, &std::mem::take(&mut auth_fields));
             let reply = build_msg(
                 0,
                 request_id,
@@ -194,7 +191,9 @@ impl Session {
         };
         let tv = *self.ctx.topology.version().borrow();
         let hello_ok = cmd.get("helloOk").ok().flatten().is_some_and(truthy);
-        let doc = self.hello_doc(true, hello_ok, &limits, tv);
+        // The Node driver and pymongo 3 handshake here, credentials and all.
+        let auth_fields = self.hello_auth_fields(&cmd);
+        let doc = self.hello_doc(true, hello_ok, &limits, tv, &auth_fields);
         self.write_legacy(request_id, &doc).await
     }
 }
