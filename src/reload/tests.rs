@@ -68,7 +68,11 @@ fn cases(dir: &std::path::Path) -> Vec<Case> {
         ("enable_test_commands", "true".into(), Restart),
         // Client authentication and TLS are read at start-up (the users file too).
         ("client_auth", "\"file\"".into(), Restart),
-        ("client_users_file", "\"/etc/mongoplex/users.toml\"".into(), Restart),
+        (
+            "client_users_file",
+            "\"/etc/mongoplex/users.toml\"".into(),
+            Restart,
+        ),
         ("command_allow", "[\"createUser\"]".into(), Restart),
         ("command_deny", "[\"dropDatabase\"]".into(), Restart),
         ("tls_cert_file", "\"/etc/mongoplex/tls.pem\"".into(), Restart),
