@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::Running;
 use common::failpoint::fail_once;
 use common::peers::{free_port, Secantus};
 use mongodb::bson::{doc, Document};
@@ -16,58 +16,11 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mongoplex"))
 }
 
-/// Starts the binary and waits until it logs that it started.
-fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Child {
-    let mut child = bin()
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("mongoplex started") => return child,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("mongoplex did not start: {e}");
-            }
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mongoplex did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits for the exit; fails the test if it takes longer than `limit`.
+fn wait_exit(proxy: &mut Running, limit: Duration) -> std::process::ExitStatus {
+    proxy
+        .wait_exit(limit)
+        .unwrap_or_else(|| panic!("mongoplex did not exit within {limit:?}"))
 }
 
 #[test]
@@ -184,7 +137,7 @@ async fn config_file_env_and_flags_layer() {
     );
     std::fs::write(&file, toml).unwrap();
     let sock = dir.join("mongoplex.sock");
-    let mut child = spawn(
+    let mut child = Running::spawn(
         &[
             "--config",
             file.to_str().unwrap(),
@@ -210,7 +163,7 @@ async fn config_file_env_and_flags_layer() {
         .run_command(doc! { "ping": 1 })
         .await
         .expect("ping over the unix socket");
-    sigterm(&child);
+    child.signal("TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
 
@@ -219,7 +172,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     let upstream = Secantus::start();
     let direct = Client::with_uri_str(upstream.uri()).await.unwrap();
     let port = free_port();
-    let mut child = spawn(
+    let mut child = Running::spawn(
         &[
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -242,7 +195,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     let in_flight = tokio::spawn(async move { coll.find_one(doc! { "_id": 1 }).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     let t = Instant::now();
-    sigterm(&child);
+    child.signal("TERM");
     let got = in_flight
         .await
         .unwrap()

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::binary::Running;
 use common::peers::{free_port, unique_temp_dir, Secantus};
 
 /// The binary with no MONGOPLEX_* variable from the test runner's environment.
@@ -182,44 +182,6 @@ fn check_config_errors_are_start_ups_errors() {
     }
 }
 
-/// Starts the binary and waits for its start-up line.
-fn spawn(args: &[&str]) -> Child {
-    let mut child = bin()
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("mongoplex started") => return child,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("mongoplex did not start: {e}");
-            }
-        }
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn health(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     let mut all = vec!["health"];
     all.extend(args);
@@ -235,14 +197,10 @@ fn health_follows_live_and_ready() {
     let admin = format!("127.0.0.1:{}", free_port());
     let dead = format!("mongodb://127.0.0.1:{}/", free_port());
     let listen = format!("127.0.0.1:{}", free_port());
-    let proxy = Killed(spawn(&[
-        "--listen",
-        &listen,
-        "--admin",
-        &admin,
-        "--upstream",
-        &dead,
-    ]));
+    let proxy = Running::spawn(
+        &["--listen", &listen, "--admin", &admin, "--upstream", &dead],
+        &[],
+    );
     let (code, msg) = health(&["--admin", &admin], &[]);
     assert_eq!((code, msg.contains("live")), (0, true), "{msg}");
     let (code, msg) = health(&["--admin", &admin, "--ready"], &[]);
@@ -260,14 +218,17 @@ fn health_follows_live_and_ready() {
     let upstream = Secantus::start();
     let admin = format!("127.0.0.1:{}", free_port());
     let listen = format!("127.0.0.1:{}", free_port());
-    let _proxy = Killed(spawn(&[
-        "--listen",
-        &listen,
-        "--admin",
-        &admin,
-        "--upstream",
-        &upstream.seed_uri(),
-    ]));
+    let _proxy = Running::spawn(
+        &[
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--upstream",
+            &upstream.seed_uri(),
+        ],
+        &[],
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, msg) = health(&["--admin", &admin, "--ready"], &[]);
