@@ -129,10 +129,5 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16,
 /// The sum of a metric's samples (from `/metrics`) whose line contains every matcher.
 pub fn metric(admin: SocketAddr, name: &str, matchers: &[&str]) -> f64 {
     let (_, text) = http(admin, "GET", "/metrics").expect("GET /metrics");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| matchers.iter().all(|m| l.contains(m)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    super::proxy::metric_sum(&text, name, matchers)
 }

@@ -80,13 +80,7 @@ impl TestProxy {
 
     /// Sum of a metric's samples whose line contains every one of `matchers`.
     pub fn metric_sum(&self, name: &str, matchers: &[&str]) -> f64 {
-        self.metrics_text()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter(|l| matchers.iter().all(|m| l.contains(m)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&self.metrics_text(), name, matchers)
     }
 
     pub async fn shutdown(mut self) {
@@ -139,4 +133,15 @@ impl Builder {
         );
         t
     }
+}
+
+/// Sum of a metric's samples in exposition `text` whose line contains every one of
+/// `matchers`.
+pub fn metric_sum(text: &str, name: &str, matchers: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| matchers.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

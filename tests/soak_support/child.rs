@@ -82,16 +82,6 @@ pub fn get(admin: u16, path: &str) -> Result<(String, String), String> {
     Ok((status, out))
 }
 
-/// Sum of a metric's samples in exposition `text` whose line contains every matcher.
-pub fn metric_sum(text: &str, name: &str, matchers: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| matchers.iter().all(|m| l.contains(m)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Resident set size of process `pid`, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

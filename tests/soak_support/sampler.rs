@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::child::{get, metric_sum, open_fds, rss_kib};
+use super::child::{get, open_fds, rss_kib};
+use crate::common::proxy::metric_sum;
 
 pub const HEADER: &str = "t_s,rss_kib,fds,pinned_cursors,pinned_txns,waiters,pool_total,pool_in_use,pool_idle,pool_connecting,clients,requests_total,ops_per_s";
 
