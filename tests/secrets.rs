@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::Running;
 use common::peers::{free_port, unique_temp_dir};
 
 const SECRET: &str = "S3cr3t-Xq7";
@@ -163,8 +164,8 @@ fn http_get(port: u16, path: &str) -> String {
 async fn a_running_proxy_never_serves_or_logs_the_password() {
     let (listen, admin) = (free_port(), free_port());
     let upstream = format!("mongodb://svc:{SECRET}@127.0.0.1:1/?directConnection=true&appName=sec");
-    let child = Command::new(env!("CARGO_BIN_EXE_mongoplex"))
-        .args([
+    let mut proxy = Running::spawn(
+        &[
             "--upstream",
             &upstream,
             "--listen",
@@ -173,11 +174,9 @@ async fn a_running_proxy_never_serves_or_logs_the_password() {
             &format!("127.0.0.1:{admin}"),
             "--log-level",
             "debug",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        &[],
+    );
     let client = mongodb::Client::with_uri_str(format!(
         "mongodb://127.0.0.1:{listen}/?serverSelectionTimeoutMS=3000&appName=secret-test"
     ))
@@ -193,11 +192,12 @@ async fn a_running_proxy_never_serves_or_logs_the_password() {
         .iter()
         .map(|p| (*p, http_get(admin, p)))
         .collect();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let logs = printed(&out);
+    proxy.signal("TERM");
+    assert!(
+        proxy.wait_exit(Duration::from_secs(15)).is_some(),
+        "mongoplex did not exit"
+    );
+    let logs = proxy.log();
     assert!(logs.contains("svc"), "the logs name the user: {logs}");
     assert!(
         served[0].1.contains("svc"),
@@ -260,20 +260,17 @@ async fn client_logins_never_show_the_password_or_the_users_files_keys() {
         check.status.success() && checked.contains("client_users_file"),
         "{checked}"
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_mongoplex"))
-        .args(&common_args)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-            "--log-level",
-            "debug",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (listen_arg, admin_arg) = (format!("127.0.0.1:{listen}"), format!("127.0.0.1:{admin}"));
+    let mut all_args: Vec<&str> = common_args.iter().map(String::as_str).collect();
+    all_args.extend([
+        "--listen",
+        &listen_arg,
+        "--admin",
+        &admin_arg,
+        "--log-level",
+        "debug",
+    ]);
+    let mut proxy = Running::spawn(&all_args, &[]);
     let mut errors = String::new();
     for password in ["wrong-Pw", SECRET] {
         let uri = format!(
@@ -295,11 +292,12 @@ async fn client_logins_never_show_the_password_or_the_users_files_keys() {
         .iter()
         .map(|p| (*p, http_get(admin, p)))
         .collect();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let logs = printed(&out);
+    proxy.signal("TERM");
+    assert!(
+        proxy.wait_exit(Duration::from_secs(15)).is_some(),
+        "mongoplex did not exit"
+    );
+    let logs = proxy.log();
     assert!(logs.contains("appuser"), "the logs name the user: {logs}");
     for (what, text) in served.iter().map(|(p, t)| (*p, t.as_str())).chain([
         ("the logs", logs.as_str()),
